@@ -1,0 +1,28 @@
+"""The event log: durable, ordered, idempotent on ``(source, id)``, chosen by URL scheme.
+
+``memory://`` keeps events in the process; ``sqlite:///path`` is the embedded default.
+PostgreSQL and NATS JetStream backends plug in under their own schemes, drivers imported
+only when their URL is used.
+"""
+
+from __future__ import annotations
+
+from .base import Appended, EventLog, Record
+
+__all__ = ["Appended", "EventLog", "Record", "open_log"]
+
+
+def open_log(url: str) -> EventLog:
+    """The backend for ``url``, not yet opened: use ``async with open_log(url) as log``."""
+    scheme = url.split(":", 1)[0]
+    if scheme == "memory":
+        from .memory import MemoryLog
+
+        return MemoryLog(url)
+    if scheme == "sqlite":
+        from .sqlite import SqliteLog
+
+        return SqliteLog(url)
+    from ..exceptions import ConfigError
+
+    raise ConfigError(f"no event log backend for {url!r}; use memory:// or sqlite:///PATH")

@@ -1,0 +1,173 @@
+"""The event log contract: the ``log`` stage of the data path.
+
+A backend supplies a handful of primitives (append, read, get, trim); the base class owns the
+algorithms built on them (streaming, filtered paging, locating a time), so every backend
+behaves the same and the contract tests in ``tests/contract`` hold for all of them.
+
+Positions are integers that grow with every appended event, starting at 1; position 0 means
+"before the first event". Acknowledged means durable: ``append`` returns only once the backend
+has made the events survive a crash (see each backend for the setting it relies on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from ..envelope import Event
+
+__all__ = ["Appended", "EventLog", "Record"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An event as the log holds it: where it sits and when the log accepted it (epoch s)."""
+
+    position: int
+    recorded_at: float
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The answer to one appended event: its position, and whether it was already there."""
+
+    position: int
+    duplicate: bool
+
+
+class EventLog(ABC):
+    """An append-only, replayable log of events, idempotent on ``(source, id)``."""
+
+    #: How often ``stream`` re-reads when nothing woke it: appends made by another process
+    #: are seen within this delay; appends in this process wake streams at once.
+    poll_interval: float = 0.5
+
+    def __init__(self) -> None:
+        self._appended = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027  # a backend without a connection needs nothing
+        """Connect and prepare storage. Idempotent."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release connections; appends in progress finish first."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- primitives a backend supplies -----------------------------------------------------
+
+    @abstractmethod
+    async def _append(self, events: Sequence[Event]) -> list[Appended]:
+        """Durably append, skipping ``(source, id)`` pairs already present (also within
+        ``events``); answer in input order."""
+
+    @abstractmethod
+    async def read(self, after: int = 0, limit: int = 500) -> list[Record]:
+        """Up to ``limit`` records with position > ``after``, in position order."""
+
+    @abstractmethod
+    async def get(self, source: str, id: str) -> Record | None:
+        """The record stored under ``(source, id)``."""
+
+    @abstractmethod
+    async def find(self, id: str) -> list[Record]:
+        """Every record with this id, whatever its source (usually one)."""
+
+    @abstractmethod
+    async def get_many(self, positions: Sequence[int]) -> list[Record]:
+        """The records at these positions that still exist, in position order."""
+
+    @abstractmethod
+    async def head(self) -> int:
+        """The last position written, 0 for an empty log."""
+
+    @abstractmethod
+    async def position_at(self, time: float) -> int:
+        """The last position recorded strictly before ``time``: read ``after`` it to start
+        at that time."""
+
+    @abstractmethod
+    async def trim(self, before: float, *, keep_from: int | None = None) -> int:
+        """Delete records older than ``before`` (epoch s), keeping every position >=
+        ``keep_from``; answer how many were deleted."""
+
+    # -- algorithms ------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[Event]) -> list[Appended]:
+        """Append one batch durably; duplicates answer with the first copy's position."""
+        if not events:
+            return []
+        result = await self._append(events)
+        self._appended.set()
+        return result
+
+    def notify(self) -> None:
+        """Wake streams now (used when another process signals new events)."""
+        self._appended.set()
+
+    async def wait_for_append(self, timeout: float) -> None:
+        """Sleep until something is appended in this process, or ``timeout`` passes."""
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._appended.clear()
+
+    async def stream(self, after: int = 0, *, batch: int = 500) -> AsyncIterator[Record]:
+        """Every record after ``after``, then new ones as they arrive, forever."""
+        while True:
+            self._appended.clear()
+            records = await self.read(after, batch)
+            for record in records:
+                yield record
+                after = record.position
+            if len(records) < batch:
+                await self.wait_for_append(self.poll_interval)
+
+    async def query(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        *,
+        match: Callable[[Event], bool] | None = None,
+        until: int | None = None,
+        scan_limit: int = 50_000,
+    ) -> tuple[list[Record], int]:
+        """A page of records after ``after`` that ``match``, and the position to continue from.
+
+        Scans at most ``scan_limit`` records so a rare filter cannot pin a request; the
+        continuation position then points past what was scanned, and paging goes on.
+        """
+        found: list[Record] = []
+        scanned = 0
+        cursor = after
+        while len(found) < limit and scanned < scan_limit:
+            records = await self.read(cursor, min(1000, scan_limit - scanned))
+            if not records:
+                break
+            for record in records:
+                if until is not None and record.position > until:
+                    return found, cursor
+                cursor = record.position
+                scanned += 1
+                if match is None or match(record.event):
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+        return found, cursor

@@ -1,0 +1,1 @@
+"""Route stage: decide which subscriptions receive each event."""
