@@ -10,6 +10,8 @@ returned, which is what lets the API answer 2xx only for events that are on disk
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +65,7 @@ class Database:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             for pragma in _PRAGMAS:
                 conn.execute(pragma)
+            conn.create_function("forgeline_match", 2, _regex_match, deterministic=True)
             return conn
 
         try:
@@ -157,6 +160,16 @@ class Database:
             error.__cause__ = exc
             return [(False, error)] * len(batch)
         return outcomes
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.DOTALL)
+
+
+def _regex_match(pattern: str, value: str | None) -> bool:
+    """SQL ``forgeline_match(regex, value)``: a full match, for filters written as globs."""
+    return value is not None and _compiled(pattern).fullmatch(value) is not None
 
 
 def _translate(exc: Exception, name: str) -> Exception:

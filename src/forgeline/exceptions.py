@@ -62,7 +62,9 @@ class ForgelineError(Exception):
         return (_rebuild, (type(self), self.detail, self.errors))
 
 
-def _rebuild(cls: type[ForgelineError], detail: str, errors: list[dict[str, str]]) -> ForgelineError:
+def _rebuild(
+    cls: type[ForgelineError], detail: str, errors: list[dict[str, str]]
+) -> ForgelineError:
     return cls(detail, errors=errors)
 
 

@@ -12,6 +12,7 @@ has made the events survive a crash (see each backend for the setting it relies 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -114,31 +115,36 @@ class EventLog(ABC):
         if not events:
             return []
         result = await self._append(events)
-        self._appended.set()
+        self.notify()
         return result
 
     def notify(self) -> None:
-        """Wake streams now (used when another process signals new events)."""
-        self._appended.set()
+        """Wake everything waiting on the current ``changed()`` signal."""
+        signal, self._appended = self._appended, asyncio.Event()
+        signal.set()
 
-    async def wait_for_append(self, timeout: float) -> None:
-        """Sleep until something is appended in this process, or ``timeout`` passes."""
-        try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
-        except TimeoutError:
-            pass
-        self._appended.clear()
+    def changed(self) -> asyncio.Event:
+        """A signal set by the next append. Take it *before* reading, then wait on it: an
+        append that lands between the read and the wait still wakes you."""
+        return self._appended
+
+    async def wait(self, signal: asyncio.Event, timeout: float | None = None) -> None:
+        """Sleep until ``signal`` is set, or ``timeout`` (default ``poll_interval``) passes,
+        whichever is first; the timeout is how appends by other processes are noticed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout or self.poll_interval):
+                await signal.wait()
 
     async def stream(self, after: int = 0, *, batch: int = 500) -> AsyncIterator[Record]:
         """Every record after ``after``, then new ones as they arrive, forever."""
         while True:
-            self._appended.clear()
+            signal = self.changed()
             records = await self.read(after, batch)
             for record in records:
                 yield record
                 after = record.position
             if len(records) < batch:
-                await self.wait_for_append(self.poll_interval)
+                await self.wait(signal)
 
     async def query(
         self,

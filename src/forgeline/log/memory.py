@@ -73,7 +73,9 @@ class MemoryLog(EventLog):
     async def trim(self, before: float, *, keep_from: int | None = None) -> int:
         count = 0
         for record in self._records:
-            if record.recorded_at >= before or (keep_from is not None and record.position >= keep_from):
+            if record.recorded_at >= before or (
+                keep_from is not None and record.position >= keep_from
+            ):
                 break
             count += 1
         for record in self._records[:count]:

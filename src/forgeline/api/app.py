@@ -1,0 +1,91 @@
+"""The hub's HTTP API: FastAPI app factory, authentication and the operational endpoints.
+
+Everything under ``/v1`` needs ``Authorization: Bearer <key>``; ``/healthz``, ``/readyz`` and
+``/metrics`` are open so that orchestrators and Prometheus can reach them without a secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from .. import __version__
+from ..config import Settings
+from ..exceptions import BackendError, Unauthorized
+from ..hub import Hub
+from .events import json_response
+from .events import router as events_router
+from .problems import BodyLimit, install_problem_handlers
+from .subscriptions import deadletters, subscriptions
+
+__all__ = ["create_app"]
+
+
+async def require_key(request: Request) -> None:
+    """Bearer authentication with the hub's admin key (the security layer widens this)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected: str = request.app.state.hub.admin_key
+    if scheme.lower() != "bearer" or not token or not expected:
+        raise Unauthorized("send Authorization: Bearer <API key>")
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("unknown API key")
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+    """The API over ``hub``, or over a hub built from ``settings`` and run by the app's
+    lifespan (what ``forgeline serve`` does)."""
+    owned = hub is None
+    the_hub = hub if hub is not None else Hub(settings or Settings.load())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            await the_hub.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await the_hub.stop()
+
+    app = FastAPI(
+        title="Forgeline",
+        version=__version__,
+        summary="Durable events between Odoo and the shop floor.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.hub = the_hub
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimit, limit=the_hub.settings.max_body_bytes)
+    guarded = [Depends(require_key)]
+    app.include_router(events_router, dependencies=guarded)
+    app.include_router(subscriptions, dependencies=guarded)
+    app.include_router(deadletters, dependencies=guarded)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"], summary="The hub can take and deliver events")
+    async def readyz() -> Response:
+        try:
+            await the_hub.log.head()
+            await the_hub.store.routed_up_to()
+        except BackendError as exc:
+            return json_response({"status": "unavailable", "detail": exc.detail}, 503)
+        if not the_hub.running:
+            return json_response({"status": "starting"}, 503)
+        return json_response({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        await the_hub.refresh_gauges()
+        return Response(the_hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

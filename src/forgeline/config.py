@@ -1,0 +1,120 @@
+"""Settings of a hub: defaults, then the YAML config file, then ``FORGELINE_*`` variables,
+then command-line options (each overriding the one before)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .exceptions import ConfigError
+from .route.subscription import SubscriptionSpec
+
+__all__ = ["Settings"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".forgeline")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_url: str | None = None  # default: sqlite:///<data_dir>/events.db
+    store_url: str | None = None  # default: sqlite:///<data_dir>/state.db
+    max_body_bytes: int = MiB
+    max_batch: int = 1000
+    max_page: int = 1000
+    retention_seconds: float = 7 * 86_400
+    subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
+    config_file: Path | None = None
+
+    @property
+    def log(self) -> str:
+        return self.log_url or f"sqlite:///{self.data_dir / 'events.db'}"
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        env = dict(os.environ) if env is None else env
+        settings = cls()
+        config_file = config_file or (
+            Path(env["FORGELINE_CONFIG"]) if "FORGELINE_CONFIG" in env else None
+        )
+        if config_file is not None:
+            settings = _apply_file(settings, config_file)
+        from_env: dict[str, Any] = {}
+        if "FORGELINE_DATA_DIR" in env:
+            from_env["data_dir"] = Path(env["FORGELINE_DATA_DIR"])
+        if "FORGELINE_PORT" in env:
+            try:
+                from_env["port"] = int(env["FORGELINE_PORT"])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"FORGELINE_PORT={env['FORGELINE_PORT']!r} is not a port"
+                ) from exc
+        for name, key in (("log_url", "FORGELINE_LOG_URL"), ("store_url", "FORGELINE_STORE_URL")):
+            if key in env:
+                from_env[name] = env[key]
+        settings = replace(settings, **from_env)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_HUB_KEYS = {
+    "data_dir": Path,
+    "host": str,
+    "port": int,
+    "log_url": str,
+    "store_url": str,
+    "max_body_bytes": int,
+    "max_batch": int,
+    "max_page": int,
+    "retention_seconds": float,
+}
+
+
+def _apply_file(settings: Settings, path: Path) -> Settings:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: the config must be a mapping")
+    unknown = set(document) - {"hub", "subscriptions"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    hub = document.get("hub") or {}
+    values: dict[str, Any] = {"config_file": path}
+    for key, value in hub.items():
+        kind = _HUB_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"{path}: hub.{key} is not a setting ({', '.join(_HUB_KEYS)})")
+        try:
+            values[key] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: hub.{key}: {exc}") from exc
+    specs = []
+    for index, item in enumerate(document.get("subscriptions") or []):
+        try:
+            specs.append(SubscriptionSpec.model_validate(item))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"subscriptions[{index}].{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"{path}: {problems}") from exc
+    values["subscriptions"] = tuple(specs)
+    return replace(settings, **values)

@@ -1,0 +1,212 @@
+"""The dispatcher: claims due deliveries with a lease, attempts them, records the outcome.
+
+At-least-once: an outcome is recorded only after the attempt, so a crash in between leaves the
+delivery ``inflight`` until its lease runs out and the next claim sends it again (with the same
+``Idempotency-Key``). Outcomes of concurrent attempts are written in batches; a delivery whose
+key is ordered is released for its successor only once its own outcome is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
+
+from ..envelope import Event
+from ..exceptions import BackendError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..log import EventLog
+from ..metrics import Metrics
+from ..route.router import SubscriptionTable
+from ..route.subscription import HttpSink
+from ..store import Claim, Outcome, Store, Subscription
+from ..store.base import Attempt
+from .retry import next_attempt_at
+from .sinks import HttpSender, publish_derived
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+#: Beyond the attempt timeout, how long a lease lasts: covers recording the outcome.
+LEASE_MARGIN = 15.0
+_MAX_CLAIM = 256
+_IDLE_POLL = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        log: EventLog,
+        store: Store,
+        table: SubscriptionTable,
+        sender: HttpSender,
+        metrics: Metrics,
+        *,
+        owner: str,
+    ) -> None:
+        self._log = log
+        self._store = store
+        self._table = table
+        self._sender = sender
+        self._metrics = metrics
+        self.owner = owner
+        self._inflight: dict[str, int] = defaultdict(int)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        recorder = asyncio.create_task(self._record_loop(), name="dispatcher-outcomes")
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    claimed = await self._claim_round()
+                    if claimed:
+                        continue
+                    due = await self._store.next_due()
+                except BackendError:
+                    log.exception("claiming failed; retrying in 1s")
+                    await asyncio.sleep(1.0)
+                    continue
+                timeout = (
+                    _IDLE_POLL if due is None else min(_IDLE_POLL, max(0.005, due - time.time()))
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            recorder.cancel()
+            await self.drain()
+
+    async def drain(self, grace: float = 5.0) -> None:
+        """Let attempts in progress finish (up to ``grace`` seconds) and record them."""
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()  # its lease expires and another claim delivers it again
+        await self._record_pending()
+
+    async def _claim_round(self) -> int:
+        now = time.time()
+        wanted = [
+            (sub, min(_MAX_CLAIM, sub.spec.policy.concurrency - self._inflight[sub.id]))
+            for sub in self._table.active()
+        ]
+        wanted = [(sub, room) for sub, room in wanted if room > 0]
+        if not wanted:
+            return 0
+        # Claimed together, the subscriptions' claims share one group commit.
+        batches = await asyncio.gather(
+            *(
+                self._store.claim(
+                    sub, self.owner, room, sub.spec.policy.timeout + LEASE_MARGIN, now
+                )
+                for sub, room in wanted
+            )
+        )
+        claims = [claim for batch in batches for claim in batch]
+        if not claims:
+            return 0
+        records = await self._log.get_many([claim.position for claim in claims])
+        events = {record.position: (record.event, record.recorded_at) for record in records}
+        for (sub, _), batch in zip(wanted, batches, strict=True):
+            for claim in batch:
+                self._inflight[sub.id] += 1
+                task = asyncio.create_task(self._attempt(sub, claim, events.get(claim.position)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return len(claims)
+
+    async def _attempt(
+        self, sub: Subscription, claim: Claim, found: tuple[Event, float] | None
+    ) -> None:
+        started = time.time()
+        clock = time.perf_counter()
+        policy = sub.spec.policy
+        status: int | None = None
+        try:
+            if found is None:
+                raise PermanentDeliveryError("the event is no longer in the log (retention)")
+            event, recorded_at = found
+            sink = sub.spec.sink
+            if isinstance(sink, HttpSink):
+                status = (await self._sender.send(sink, event, policy.timeout)).status
+            else:
+                try:
+                    await publish_derived(self._log, sink, sub.id, event)
+                except BackendError as exc:
+                    raise TransientDeliveryError(f"publishing failed: {exc}") from exc
+        except DeliveryError as exc:
+            outcome = self._failed(sub, claim, exc, started, clock)
+        else:
+            self._metrics.delivered(sub.spec.name, time.time() - recorded_at)
+            attempt = Attempt(claim.attempt, started, _ms(clock), "delivered", status)
+            outcome = Outcome(claim, self.owner, attempt)
+        finally:
+            self._inflight[sub.id] -= 1
+        self._outcomes.append(outcome)
+        self._outcome_ready.set()
+
+    def _failed(
+        self, sub: Subscription, claim: Claim, exc: DeliveryError, started: float, clock: float
+    ) -> Outcome:
+        due = None
+        if isinstance(exc, TransientDeliveryError):
+            due = next_attempt_at(
+                sub.spec.policy.retry,
+                failures=claim.round_attempt,
+                round_started_at=claim.round_started_at,
+                now=time.time(),
+                retry_after=exc.retry_after,
+            )
+        verdict: Literal["retry", "dead"] = "retry" if due is not None else "dead"
+        self._metrics.failed(sub.spec.name, verdict)
+        attempt = Attempt(
+            claim.attempt,
+            started,
+            _ms(clock),
+            verdict,
+            exc.http_status,
+            exc.detail,
+            exc.response_excerpt,
+        )
+        return Outcome(claim, self.owner, attempt, next_due=due)
+
+    async def _record_loop(self) -> None:
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            try:
+                await self._record_pending()
+            except BackendError:
+                log.exception("recording outcomes failed; retrying in 1s")
+                self._outcome_ready.set()
+                await asyncio.sleep(1.0)
+
+    async def _record_pending(self) -> None:
+        batch: Sequence[Outcome]
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        try:
+            await self._store.record_outcomes(batch, time.time())
+        except BackendError:
+            self._outcomes[:0] = batch  # keep them: recording is retried, not skipped
+            raise
+        self.wake()  # ordered keys and concurrency slots were freed
+
+
+def _ms(clock: float) -> float:
+    return round((time.perf_counter() - clock) * 1000.0, 3)

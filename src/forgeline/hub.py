@@ -1,0 +1,256 @@
+"""The hub: one log, one store, the router and the dispatcher, wired and supervised.
+
+The API and the CLI drive a ``Hub``; nothing else holds the pieces together. On the embedded
+default the hub takes an exclusive lock on its data directory, so it knows it is the only
+worker and can hand interrupted deliveries out again at once after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from .config import Settings
+from .deliver.dispatcher import Dispatcher
+from .deliver.sinks import HttpSender
+from .envelope import Event
+from .exceptions import Conflict, ForgelineError
+from .log import Appended, EventLog, open_log
+from .metrics import Metrics
+from .route.router import Router, SubscriptionTable, routed_to
+from .route.subscription import Matcher, SubscriptionSpec
+from .store import DeadLetterFilter, Store, Subscription, open_store
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY_FILE = "admin.key"
+_RETENTION_EVERY = 60.0
+
+
+def read_admin_key(data_dir: Path) -> str | None:
+    try:
+        return (data_dir / ADMIN_KEY_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def ensure_admin_key(data_dir: Path) -> str:
+    """The admin API key of this data directory, created (mode 0600) on first start."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = "flk_" + secrets.token_urlsafe(32)
+    try:
+        fd = os.open(data_dir / ADMIN_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = read_admin_key(data_dir)
+        if not existing:
+            raise ForgelineError(f"{data_dir / ADMIN_KEY_FILE} is empty") from None
+        return existing
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+class Hub:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.log: EventLog = open_log(settings.log)
+        self.store: Store = open_store(settings.store)
+        self.subscriptions = SubscriptionTable(self.store)
+        self.sender = HttpSender()
+        owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.dispatcher = Dispatcher(
+            self.log, self.store, self.subscriptions, self.sender, self.metrics, owner=owner
+        )
+        self.router = Router(self.log, self.store, self.subscriptions, self.dispatcher.wake)
+        self.admin_key = ""
+        self._lock: IO[str] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        data_dir = self.settings.data_dir
+        self.admin_key = ensure_admin_key(data_dir)
+        self._lock = _lock_data_dir(data_dir)
+        await self.log.open()
+        await self.store.open()
+        await self.sender.open()
+        interrupted = await self.store.expire_leases()
+        if interrupted:
+            log.warning("%d deliveries were interrupted by a stop; sending them again", interrupted)
+        for spec in self.settings.subscriptions:
+            await self._apply_configured(spec)
+        await self.subscriptions.refresh()
+        self._tasks = [
+            self._supervise("router", self.router.run),
+            self._supervise("dispatcher", self.dispatcher.run),
+            self._supervise("retention", self._retention_loop),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.sender.aclose()
+        await self.store.aclose()
+        await self.log.aclose()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
+    def _supervise(self, name: str, run: Callable[[], object]) -> asyncio.Task[None]:
+        async def guarded() -> None:
+            while True:
+                try:
+                    await run()  # type: ignore[misc]
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug must not silently stop delivery: log, then restart
+                    log.exception("%s crashed; restarting in 1s", name)
+                    await asyncio.sleep(1.0)
+
+        return asyncio.create_task(guarded(), name=name)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def publish(self, events: Sequence[Event]) -> list[Appended]:
+        answers = await self.log.append(events)
+        duplicates = sum(answer.duplicate for answer in answers)
+        self.metrics.ingested(len(answers) - duplicates, duplicates)
+        return answers
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def create_subscription(self, spec: SubscriptionSpec) -> Subscription:
+        sub = await self.store.create_subscription(spec, await self.log.head())
+        await self._changed()
+        return sub
+
+    async def update_subscription(self, id: str, spec: SubscriptionSpec) -> Subscription:
+        sub = await self.store.update_subscription(id, spec)
+        await self._changed()
+        return sub
+
+    async def delete_subscription(self, id: str) -> None:
+        await self.store.delete_subscription(id)
+        await self._changed()
+
+    async def _changed(self) -> None:
+        await self.subscriptions.refresh()
+        self.dispatcher.wake()
+
+    async def _apply_configured(self, spec: SubscriptionSpec) -> None:
+        """Subscriptions in the config file are created, or updated to match, by name."""
+        try:
+            await self.store.create_subscription(spec, await self.log.head())
+        except Conflict:
+            existing = await self.store.get_subscription(spec.name)
+            if existing.spec != spec:
+                await self.store.update_subscription(existing.id, spec)
+
+    # -- dead letters and replay -----------------------------------------------------------
+
+    async def replay_dead(self, where: DeadLetterFilter) -> int:
+        count = await self.store.replay_dead(where, time.time())
+        self.dispatcher.wake()
+        return count
+
+    async def discard_dead(self, where: DeadLetterFilter, reason: str) -> int:
+        return await self.store.discard_dead(where, reason, time.time())
+
+    async def replay_range(
+        self,
+        subscription_id: str,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        match: Callable[[Event], bool] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Deliver the log records in ``(after, until]`` that ``match`` to one subscription
+        again, in chunks, whatever they had already been through."""
+        sub = await self.store.get_subscription(subscription_id)
+        until = until if until is not None else await self.log.head()
+        matcher = Matcher(sub.spec)
+        scheduled = 0
+        cursor = after
+        while cursor < until:
+            records, next_cursor = await self.log.query(cursor, 1000, match=match, until=until)
+            routed = [
+                routed_to(record, [sub.id]) for record in records if matcher.matches(record.event)
+            ]
+            if routed:
+                scheduled += await self.store.schedule_replay(sub.id, routed, time.time())
+            if progress is not None:
+                progress(next_cursor)
+            if next_cursor == cursor:
+                break  # the log ends before ``until``
+            cursor = next_cursor
+        self.dispatcher.wake()
+        return scheduled
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def refresh_gauges(self) -> None:
+        names = {sub.id: sub.spec.name for sub in await self.store.list_subscriptions()}
+        self.metrics.set_backlog(names, await self.store.backlog())
+        self.metrics.unrouted.set(max(0, await self.log.head() - self.router.position))
+
+    async def enforce_retention(self) -> tuple[int, int]:
+        """Forget finished deliveries and trim the log, never past what is still needed."""
+        cutoff = time.time() - self.settings.retention_seconds
+        purged = await self.store.purge_finished(cutoff)
+        needed = await self.store.oldest_needed_position()
+        keep_from = self.router.position + 1
+        if needed is not None:
+            keep_from = min(keep_from, needed)
+        trimmed = await self.log.trim(cutoff, keep_from=keep_from)
+        return purged, trimmed
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_RETENTION_EVERY)
+            await self.enforce_retention()
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    handle = (data_dir / "hub.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ForgelineError(
+            f"another hub is running on {data_dir}; one process owns an embedded data directory"
+        ) from None
+    return handle

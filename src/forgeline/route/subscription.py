@@ -1,0 +1,212 @@
+"""Subscriptions: which events go where, and how hard to try (the ``route`` stage).
+
+A subscription is a filter (type patterns, source, subject, an expression over the event), a
+sink (an HTTP endpoint, or "publish a new event") and a delivery policy. Everything is checked
+when the subscription is created, so a bad one is refused then, not when it first fires.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..envelope import _SOURCE_RE, _TYPE_RE, Event
+from .expression import ExpressionError, compile_expression
+
+__all__ = [
+    "BasicAuth",
+    "BearerAuth",
+    "DeliveryPolicy",
+    "HeaderAuth",
+    "HttpSink",
+    "Matcher",
+    "PublishSink",
+    "RetryPolicy",
+    "SubscriptionSpec",
+    "compile_glob",
+]
+
+# A type or subject pattern: dotted segments where ``*`` matches any run of characters.
+_PATTERN_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*")
+
+
+def compile_glob(patterns: list[str]) -> re.Pattern[str]:
+    """One regex for a list of globs: ``production.*`` matches ``production.completed.v1``."""
+    parts = ["(?:" + ".*".join(re.escape(part) for part in p.split("*")) + ")" for p in patterns]
+    return re.compile("|".join(parts), re.DOTALL)
+
+
+class _Strict(BaseModel):
+    # Unknown fields are refused: a typo in a policy must not silently become a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BearerAuth(_Strict):
+    type: Literal["bearer"]
+    token: str = Field(min_length=1)
+
+
+class BasicAuth(_Strict):
+    type: Literal["basic"]
+    username: str
+    password: str
+
+
+class HeaderAuth(_Strict):
+    type: Literal["header"]
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9-]+$")
+    value: str
+
+
+Auth = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
+
+
+class HttpSink(_Strict):
+    """POST the event (CloudEvents structured JSON) to ``url``."""
+
+    url: str = Field(max_length=2048)
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: Auth | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("sink url must be an absolute http:// or https:// URL")
+        return url
+
+    def redacted(self) -> dict[str, Any]:
+        """The sink as shown to users: credentials never leave the hub."""
+        shown = self.model_dump(exclude_none=True)
+        if self.auth is not None:
+            shown["auth"] = {"type": self.auth.type, "configured": True}
+        return shown
+
+
+class PublishTarget(_Strict):
+    type: str
+    source: str = "forgeline/route"
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if not _TYPE_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a dotted event type such as 'lot.released.v1'")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not _SOURCE_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid source")
+        return value
+
+
+class PublishSink(_Strict):
+    """Append a new event (same data and subject, new type) that names the original as cause."""
+
+    publish: PublishTarget
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class RetryPolicy(_Strict):
+    """Capped exponential backoff with jitter: delay n = min(max_delay, initial * factor^n)."""
+
+    initial_delay: float = Field(default=1.0, ge=0, le=86_400)
+    multiplier: float = Field(default=2.0, ge=1, le=10)
+    max_delay: float = Field(default=300.0, ge=0, le=86_400)
+    # Each delay is drawn uniformly from [delay * (1 - jitter), delay]: spreads retry storms.
+    jitter: float = Field(default=0.2, ge=0, le=1)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    max_age: float = Field(
+        default=86_400.0, gt=0, description="seconds after which a delivery is dead"
+    )
+
+
+class DeliveryPolicy(_Strict):
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per attempt")
+    ordering: Literal["none", "key"] = "none"
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    on_dead: Literal["skip", "block"] = Field(
+        "skip", description="with ordering 'key': 'block' holds the key's later events"
+    )
+
+
+class SubscriptionSpec(_Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    types: list[str] = Field(min_length=1, max_length=64)
+    source: str | None = Field(default=None, description="exact source, or a glob with '*'")
+    subject: str | None = Field(default=None, description="exact subject, or a glob with '*'")
+    filter: str | None = Field(
+        default=None, max_length=1000, description="expression over the event"
+    )
+    sink: HttpSink | PublishSink
+    policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+    enabled: bool = True
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not _PATTERN_RE.fullmatch(pattern) or len(pattern) > 255:
+                raise ValueError(
+                    f"{pattern!r} is not a type pattern: dotted names, '*' matches any run "
+                    "of characters (e.g. 'production.*')"
+                )
+        return patterns
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, text: str | None) -> str | None:
+        if text is not None:
+            try:
+                compile_expression(text)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from exc
+        return text
+
+    @model_validator(mode="after")
+    def _publish_loop(self) -> SubscriptionSpec:
+        if isinstance(self.sink, PublishSink):
+            target = self.sink.publish.type
+            if compile_glob(self.types).fullmatch(target):
+                raise ValueError(
+                    f"publishing {target!r} would match this subscription's own types: a loop"
+                )
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        shown = self.model_dump(exclude_none=True)
+        shown["sink"] = self.sink.redacted()
+        return shown
+
+
+class Matcher:
+    """A subscription's filter compiled once; ``matches`` runs for every event routed."""
+
+    __slots__ = ("_expression", "_source", "_subject", "_types")
+
+    def __init__(self, spec: SubscriptionSpec) -> None:
+        self._types = compile_glob(spec.types).fullmatch
+        self._source = compile_glob([spec.source]).fullmatch if spec.source else None
+        self._subject = compile_glob([spec.subject]).fullmatch if spec.subject else None
+        self._expression: Callable[[Any], bool] | None = (
+            compile_expression(spec.filter) if spec.filter else None
+        )
+
+    def matches(self, event: Event) -> bool:
+        if not self._types(event.type):
+            return False
+        if self._source is not None and not self._source(event.source):
+            return False
+        if self._subject is not None and not (event.subject and self._subject(event.subject)):
+            return False
+        return self._expression is None or self._expression(event.to_dict())
