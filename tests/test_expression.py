@@ -62,6 +62,8 @@ def run(text: str, event: Any = None) -> bool:
         ('ext["myext"] == "yes" and tenant == "acme"', True),
         ('ext["source"] == source', True),
         ("data.none is None and data.plant is not None", True),
+        ('"x" is None or (1, 2) is None or None is not None', False),  # folded, no SyntaxWarning
+        ("1 is not None and None is None", True),
         ("data.plant is None", False),
         # constants, boolean logic, comparisons
         ("True and not False and None is None", True),
