@@ -32,7 +32,8 @@ async def assert_problem(response: httpx.Response, status: int, words: str) -> d
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["type"].startswith("urn:forgeline:problem:")
+    assert body["status"] == status
+    assert body["type"].startswith("urn:forgeline:problem:")
     assert words in (body["detail"] + str(body.get("errors", ""))), body
     return body
 
@@ -60,7 +61,8 @@ async def test_publish_one_and_a_batch_answers_positions(client: httpx.AsyncClie
         (2, False),
     ]
     again = await client.post("/v1/events", json=event(2))
-    assert again.status_code == 200 and again.json()["events"][0]["duplicate"] is True
+    assert again.status_code == 200
+    assert again.json()["events"][0]["duplicate"] is True
 
 
 async def test_get_event_returns_structured_cloudevent(client: httpx.AsyncClient) -> None:
@@ -175,7 +177,8 @@ async def test_minimal_subscription_is_enough(client: httpx.AsyncClient) -> None
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["policy"]["ordering"] == "none" and body["id"].startswith("sub_")
+    assert body["policy"]["ordering"] == "none"
+    assert body["id"].startswith("sub_")
     assert (await client.get(f"/v1/subscriptions/{body['id']}")).json()["name"] == "erp"
     assert (await client.get("/v1/subscriptions/erp")).json()["id"] == body["id"]
     duplicate = await client.post(

@@ -32,7 +32,8 @@ VALID: dict[str, Any] = {
 
 def test_new_event_gets_a_ulid_and_a_time() -> None:
     event = Event.new("lot.released.v1", "qms/lab", {"lot": "L-1"}, subject="LOT/L-1")
-    assert len(event.id) == 26 and event.time is not None
+    assert len(event.id) == 26
+    assert event.time is not None
     assert event.partitionkey == "LOT/L-1"  # defaults to the subject
 
 
@@ -117,7 +118,8 @@ async def test_sdk_structured_events_are_accepted(client: httpx.AsyncClient, hub
     record = await hub.log.get("/qms/lab-2", sdk_event.get_id())
     assert record is not None
     assert record.event.data == {"result": "pass", "lot": "L-77"}
-    assert record.event.subject == "LOT/L-77" and record.event.tenant == "acme"
+    assert record.event.subject == "LOT/L-77"
+    assert record.event.tenant == "acme"
 
 
 async def test_sdk_binary_events_are_accepted(client: httpx.AsyncClient, hub: Hub) -> None:
@@ -126,5 +128,6 @@ async def test_sdk_binary_events_are_accepted(client: httpx.AsyncClient, hub: Hu
     response = await client.post("/v1/events", content=message.body, headers=message.headers)
     assert response.status_code == 201, response.text
     record = await hub.log.get("/qms/lab-2", sdk_event.get_id())
-    assert record is not None and record.event.data == {"result": "pass", "lot": "L-77"}
+    assert record is not None
+    assert record.event.data == {"result": "pass", "lot": "L-77"}
     assert record.event.type == "quality.inspection.completed.v1"
