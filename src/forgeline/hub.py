@@ -95,6 +95,13 @@ class Hub:
         data_dir = self.settings.data_dir
         self.admin_key = ensure_admin_key(data_dir)
         self._lock = _lock_data_dir(data_dir)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # release the lock and whatever was opened
+            raise
+
+    async def _start(self) -> None:
         await self.log.open()
         await self.store.open()
         await self.sender.open()
