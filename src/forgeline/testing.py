@@ -39,7 +39,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-#: Decides the reply to one request: (path, event, how many times this event id came before).
+#: Decides the reply to one request: (path, event, how many times this event came to this
+#: path before) — so two subscriptions of one event each see their own first attempt.
 Script = Callable[[str, dict[str, Any], int], Reply]
 
 
@@ -54,7 +55,7 @@ class Receiver:
         self.script = script
         self.received: list[Received] = []  # every request, including failed attempts
         self.accepted: list[Received] = []  # requests answered 2xx
-        self._seen: dict[str, int] = {}
+        self._seen: dict[tuple[str, str], int] = {}
         self._port = port
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
@@ -79,8 +80,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         event = orjson.loads(await request.read())
-        seen = self._seen.get(event.get("id", ""), 0)
-        self._seen[event.get("id", "")] = seen + 1
+        key = (request.path, str(event.get("id", "")))
+        seen = self._seen.get(key, 0)
+        self._seen[key] = seen + 1
         got = Received(request.path, event, dict(request.headers), time.time())
         self.received.append(got)
         reply = self.script(request.path, event, seen)
