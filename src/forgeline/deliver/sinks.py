@@ -81,9 +81,7 @@ class HttpSender:
             ) as response:
                 status = response.status
                 if 200 <= status < 300:
-                    # Drain a small body so the connection goes back to the pool for reuse.
-                    if (response.content_length or 0) <= _DRAIN_LIMIT:
-                        await response.read()
+                    await _drain(response)
                     return Sent(status)
                 excerpt = await _excerpt(response)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -97,6 +95,17 @@ class HttpSender:
                 detail, http_status=status, response_excerpt=excerpt, retry_after=retry_after
             )
         raise PermanentDeliveryError(detail, http_status=status, response_excerpt=excerpt)
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read a small body to its end so the connection goes back to the pool; past the limit
+    stop reading (chunked or not) and let aiohttp close the connection instead."""
+    drained = 0
+    while drained <= _DRAIN_LIMIT:
+        chunk = await response.content.read(16 * 1024)
+        if not chunk:
+            return
+        drained += len(chunk)
 
 
 async def _excerpt(response: aiohttp.ClientResponse) -> str:

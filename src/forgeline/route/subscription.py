@@ -30,6 +30,10 @@ __all__ = [
     "compile_glob",
 ]
 
+# Receivers rely on these being the hub's own: the body's type and the dedup key.
+_RESERVED_HEADERS = frozenset(
+    {"content-type", "idempotency-key", "authorization", "content-length"}
+)
 # A type or subject pattern: dotted segments where ``*`` matches any run of characters.
 _PATTERN_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*")
 
@@ -79,6 +83,17 @@ class HttpSink(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("sink url must be an absolute http:// or https:// URL")
         return url
+
+    @field_validator("headers")
+    @classmethod
+    def _no_protocol_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(
+                    f"header {name!r} is set by the hub on every attempt"
+                    + (" (use sink.auth)" if name.lower() == "authorization" else "")
+                )
+        return headers
 
     def redacted(self) -> dict[str, Any]:
         """The sink as shown to users: credentials never leave the hub."""
