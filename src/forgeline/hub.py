@@ -194,7 +194,9 @@ class Hub:
         return count
 
     async def discard_dead(self, where: DeadLetterFilter, reason: str) -> int:
-        return await self.store.discard_dead(where, reason, time.time())
+        count = await self.store.discard_dead(where, reason, time.time())
+        self.dispatcher.wake()  # a discarded dead letter may unblock its key
+        return count
 
     async def replay_range(
         self,

@@ -55,6 +55,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._delivered: dict[str, tuple[Counter, Histogram]] = {}
+
     def ingested(self, new: int, duplicates: int) -> None:
         if new:
             self.events_in.labels("stored").inc(new)
@@ -62,8 +64,16 @@ class Metrics:
             self.events_in.labels("duplicate").inc(duplicates)
 
     def delivered(self, subscription: str, seconds: float) -> None:
-        self.deliveries.labels(subscription, "delivered").inc()
-        self.latency.labels(subscription).observe(seconds)
+        # Label lookups cost more than the increment; cache the children per subscription.
+        children = self._delivered.get(subscription)
+        if children is None:
+            children = (
+                self.deliveries.labels(subscription, "delivered"),
+                self.latency.labels(subscription),
+            )
+            self._delivered[subscription] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def failed(self, subscription: str, verdict: str) -> None:
         self.deliveries.labels(subscription, verdict).inc()

@@ -81,9 +81,11 @@ class Dispatcher:
                     log.exception("claiming failed; retrying in 1s")
                     await asyncio.sleep(1.0)
                     continue
-                timeout = (
-                    _IDLE_POLL if due is None else min(_IDLE_POLL, max(0.005, due - time.time()))
-                )
+                # Work already due but not claimed waits for a free slot or for an earlier
+                # delivery of its key: recording an outcome wakes us for that, so only a
+                # future due time (a retry) needs a timer. Polling it would spin when busy.
+                now = time.time()
+                timeout = _IDLE_POLL if due is None or due <= now else min(_IDLE_POLL, due - now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:

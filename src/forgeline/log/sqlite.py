@@ -144,8 +144,12 @@ def _insert(conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -> lis
         chunk = rows[start : start + _CHUNK]
         pairs = ",".join("(?,?)" for _ in chunk)
         params: list[Any] = [value for row in chunk for value in row[:2]]
+        # A join, not ``(id, source) IN (VALUES …)``: SQLite plans the IN form as a scan of
+        # the whole dedup index, which made every batch slower as the log grew.
         cursor = conn.execute(
-            f"SELECT id, source, position FROM events WHERE (id, source) IN (VALUES {pairs})",
+            "SELECT e.id, e.source, e.position FROM (VALUES "
+            + pairs
+            + ") AS v JOIN events AS e ON e.id = v.column1 AND e.source = v.column2",
             params,
         )
         existing.update(((id_, source), position) for id_, source, position in cursor)
