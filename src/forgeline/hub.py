@@ -17,9 +17,9 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
+from ._lifecycle import AsyncResource
 from .config import Settings
 from .deliver.dispatcher import Dispatcher
 from .deliver.sinks import HttpSender
@@ -62,7 +62,7 @@ def ensure_admin_key(data_dir: Path) -> str:
     return key
 
 
-class Hub:
+class Hub(AsyncResource):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -79,16 +79,10 @@ class Hub:
         self._lock: IO[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         await self.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         await self.stop()
 
     async def start(self) -> None:

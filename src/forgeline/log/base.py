@@ -16,9 +16,8 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
+from .._lifecycle import AsyncResource
 from ..envelope import Event
 
 __all__ = ["Appended", "EventLog", "Record"]
@@ -41,7 +40,7 @@ class Appended:
     duplicate: bool
 
 
-class EventLog(ABC):
+class EventLog(AsyncResource, ABC):
     """An append-only, replayable log of events, idempotent on ``(source, id)``."""
 
     #: How often ``stream`` re-reads when nothing woke it: appends made by another process
@@ -50,26 +49,6 @@ class EventLog(ABC):
 
     def __init__(self) -> None:
         self._appended = asyncio.Event()
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    async def open(self) -> None:  # noqa: B027  # a backend without a connection needs nothing
-        """Connect and prepare storage. Idempotent."""
-
-    async def aclose(self) -> None:  # noqa: B027
-        """Release connections; appends in progress finish first."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- primitives a backend supplies -----------------------------------------------------
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
+from .._lifecycle import AsyncResource
 from ..route.subscription import SubscriptionSpec
 
 __all__ = [
@@ -116,26 +116,8 @@ class DeadLetterFilter:
     ids: Sequence[int] | None = None
 
 
-class Store(ABC):
+class Store(AsyncResource, ABC):
     """Relational state beside the log. Backends: SQLite (default); PostgreSQL at scale."""
-
-    async def open(self) -> None:  # noqa: B027
-        """Connect and migrate."""
-
-    async def aclose(self) -> None:  # noqa: B027
-        """Release connections."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- subscriptions ---------------------------------------------------------------------
 
