@@ -7,6 +7,7 @@ by hand with orjson (not by a pydantic model): it is the hottest path of the hub
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -162,7 +163,7 @@ async def list_events(
 
 def event_filter(
     type_pattern: str | None, source: str | None, subject: str | None
-) -> Any:  # Callable[[Event], bool] | None
+) -> Callable[[Event], bool] | None:
     if type_pattern is None and source is None and subject is None:
         return None
     if type_pattern is not None and not _PATTERN_RE.fullmatch(type_pattern):

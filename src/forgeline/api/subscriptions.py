@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from ..exceptions import Conflict
 from ..hub import Hub
 from ..log import EventLog
 from ..route.subscription import SubscriptionSpec
@@ -235,8 +236,6 @@ async def discard_dead_letters(request: Request, body: Discard) -> Response:
 
 
 async def _must_be_dead(hub: Hub, id: int) -> None:
-    from ..exceptions import Conflict
-
     delivery = await hub.store.get_delivery(id)
     if delivery.state != "dead":
         raise Conflict(f"delivery {id} is {delivery.state}, not dead")

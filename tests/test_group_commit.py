@@ -1,0 +1,40 @@
+"""Group commit: writes queued together share one transaction, but not one fate."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from forgeline._sqlite import Database
+from forgeline.exceptions import BackendError
+
+
+async def test_a_failing_write_does_not_undo_its_neighbours(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "t.db"))
+    await db.open("CREATE TABLE t (v INTEGER UNIQUE);")
+    try:
+
+        def insert(value: int):  # type: ignore[no-untyped-def]
+            return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (value,)).rowcount
+
+        results = await asyncio.gather(
+            db.write(insert(1)), db.write(insert(1)), db.write(insert(2)), return_exceptions=True
+        )
+        assert results[0] == 1 and results[2] == 1
+        assert isinstance(results[1], BackendError)  # translated, with the driver error chained
+        assert isinstance(results[1].__cause__, sqlite3.IntegrityError)
+        rows = await db.read(lambda conn: conn.execute("SELECT v FROM t ORDER BY v").fetchall())
+        assert rows == [(1,), (2,)]
+    finally:
+        await db.aclose()
+
+
+async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
+    db = Database(str(tmp_path / "t.db"))
+    await db.open("CREATE TABLE t (v INTEGER);")
+    await db.aclose()
+    with pytest.raises(BackendError, match="closed"):
+        await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
