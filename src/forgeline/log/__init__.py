@@ -25,4 +25,20 @@ def open_log(url: str) -> EventLog:
         return SqliteLog(url)
     from ..exceptions import ConfigError
 
-    raise ConfigError(f"no event log backend for {url!r}; use memory:// or sqlite:///PATH")
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from .postgres import PostgresLog
+        except ModuleNotFoundError as exc:
+            raise ConfigError("a postgresql:// log needs: pip install forgeline[postgres]") from exc
+        return PostgresLog(url)
+    if scheme == "nats":
+        try:
+            from .nats import NatsLog
+        except ModuleNotFoundError as exc:
+            raise ConfigError("a nats:// log needs: pip install forgeline[nats]") from exc
+        return NatsLog(url)
+    raise ConfigError(
+        # The scheme only: a URL may carry a password.
+        f"no event log backend for {scheme + '://'!r}; use memory://, sqlite:///PATH, "
+        "postgresql://… or nats://…"
+    )
