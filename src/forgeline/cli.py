@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from . import cli_plant
 from .config import Settings
 from .envelope import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, Event
 from .exceptions import ForgelineError
@@ -51,6 +52,7 @@ dlq_app = typer.Typer(help="Inspect, replay and discard dead letters.", no_args_
 app.add_typer(events_app, name="events")
 app.add_typer(subs_app, name="subs")
 app.add_typer(dlq_app, name="dlq")
+cli_plant.register(app)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .exceptions import ConfigError
-from .route.subscription import SubscriptionSpec
+from .route.subscription import OdooSink, SubscriptionSpec
+from .systems import SystemSpec
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "unknown_system"]
 
 MiB = 1024 * 1024
 
@@ -31,6 +32,7 @@ class Settings:
     max_page: int = 1000
     retention_seconds: float = 7 * 86_400
     subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
+    systems: dict[str, SystemSpec] = field(default_factory=dict)
     config_file: Path | None = None
 
     @property
@@ -93,7 +95,7 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: the config must be a mapping")
-    unknown = set(document) - {"hub", "subscriptions"}
+    unknown = set(document) - {"hub", "subscriptions", "systems"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
     hub = document.get("hub") or {}
@@ -106,15 +108,40 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
             values[key] = kind(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: hub.{key}: {exc}") from exc
-    specs = []
-    for index, item in enumerate(document.get("subscriptions") or []):
-        try:
-            specs.append(SubscriptionSpec.model_validate(item))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"subscriptions[{index}].{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise ConfigError(f"{path}: {problems}") from exc
-    values["subscriptions"] = tuple(specs)
+    values["subscriptions"] = tuple(
+        _validated(path, f"subscriptions[{index}]", SubscriptionSpec, item)
+        for index, item in enumerate(document.get("subscriptions") or [])
+    )
+    systems = document.get("systems") or {}
+    if not isinstance(systems, dict):
+        raise ConfigError(f"{path}: systems must map a name to a system's settings")
+    values["systems"] = {
+        str(name): _validated(path, f"systems.{name}", SystemSpec, item)
+        for name, item in systems.items()
+    }
+    for spec in values["subscriptions"]:
+        problem = unknown_system(spec, values["systems"])
+        if problem:
+            raise ConfigError(f"{path}: subscriptions.{spec.name}.{problem}")
     return replace(settings, **values)
+
+
+def unknown_system(spec: SubscriptionSpec, systems: dict[str, SystemSpec]) -> str | None:
+    """What is wrong when a subscription's sink names a system the config does not have."""
+    if isinstance(spec.sink, OdooSink) and spec.sink.odoo.system not in systems:
+        known = ", ".join(sorted(systems)) or "none is configured"
+        return f"sink.odoo.system: no system named {spec.sink.odoo.system!r} ({known})"
+    return None
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated(path: Path, where: str, model: type[_Model], item: Any) -> _Model:
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc

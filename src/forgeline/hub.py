@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import IO
 
 from ._lifecycle import AsyncResource
-from .config import Settings
+from .config import Settings, unknown_system
+from .connections import Connections
 from .deliver.dispatcher import Dispatcher
 from .deliver.sinks import HttpSender
 from .envelope import Event
-from .exceptions import Conflict, ForgelineError
+from .exceptions import Conflict, ForgelineError, InvalidSubscription
 from .log import Appended, EventLog, open_log
 from .metrics import Metrics
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
+from .sources import OdooSources
 from .store import DeadLetterFilter, Store, Subscription, open_store
 
 __all__ = ["Hub"]
@@ -70,9 +72,17 @@ class Hub(AsyncResource):
         self.store: Store = open_store(settings.store)
         self.subscriptions = SubscriptionTable(self.store)
         self.sender = HttpSender()
+        self.connections = Connections(settings.systems)
+        self.sources = OdooSources(self.connections, self.publish, settings.data_dir / "odoo")
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.dispatcher = Dispatcher(
-            self.log, self.store, self.subscriptions, self.sender, self.metrics, owner=owner
+            self.log,
+            self.store,
+            self.subscriptions,
+            self.sender,
+            self.metrics,
+            owner=owner,
+            connections=self.connections,
         )
         self.router = Router(self.log, self.store, self.subscriptions, self.dispatcher.wake)
         self.admin_key = ""
@@ -109,6 +119,7 @@ class Hub(AsyncResource):
             self._supervise("router", self.router.run),
             self._supervise("dispatcher", self.dispatcher.run),
             self._supervise("retention", self._retention_loop),
+            *(self._supervise(name, run) for name, run in self.sources.loops()),
         ]
 
     async def stop(self) -> None:
@@ -118,7 +129,9 @@ class Hub(AsyncResource):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.sources.aclose()
         await self.sender.aclose()
+        await self.connections.aclose()
         await self.store.aclose()
         await self.log.aclose()
         if self._lock is not None:
@@ -153,12 +166,19 @@ class Hub(AsyncResource):
 
     # -- subscriptions ---------------------------------------------------------------------
 
+    def _check_systems(self, spec: SubscriptionSpec) -> None:
+        problem = unknown_system(spec, self.settings.systems)
+        if problem:
+            raise InvalidSubscription(problem)
+
     async def create_subscription(self, spec: SubscriptionSpec) -> Subscription:
+        self._check_systems(spec)
         sub = await self.store.create_subscription(spec, await self.log.head())
         await self._changed()
         return sub
 
     async def update_subscription(self, id: str, spec: SubscriptionSpec) -> Subscription:
+        self._check_systems(spec)
         sub = await self.store.update_subscription(id, spec)
         await self._changed()
         return sub
@@ -173,6 +193,7 @@ class Hub(AsyncResource):
 
     async def _apply_configured(self, spec: SubscriptionSpec) -> None:
         """Subscriptions in the config file are created, or updated to match, by name."""
+        self._check_systems(spec)
         try:
             await self.store.create_subscription(spec, await self.log.head())
         except Conflict:

@@ -20,6 +20,7 @@ from ..exceptions import BackendError, Unauthorized
 from ..hub import Hub
 from .events import json_response
 from .events import router as events_router
+from .hooks import hooks
 from .problems import BodyLimit, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.include_router(events_router, dependencies=guarded)
     app.include_router(subscriptions, dependencies=guarded)
     app.include_router(deadletters, dependencies=guarded)
+    app.include_router(hooks)  # authenticated per hook, by its own secret
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> Response:

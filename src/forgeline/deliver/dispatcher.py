@@ -16,14 +16,22 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Literal
 
+from ..connections import Connections
 from ..envelope import Event
-from ..exceptions import BackendError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ..exceptions import (
+    BackendError,
+    DeliveryError,
+    NotFound,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from ..log import EventLog
 from ..metrics import Metrics
 from ..route.router import SubscriptionTable
-from ..route.subscription import HttpSink
+from ..route.subscription import HttpSink, OdooSink
 from ..store import Claim, Outcome, Store, Subscription
 from ..store.base import Attempt
+from .odoo import deliver_to_odoo
 from .retry import next_attempt_at
 from .sinks import HttpSender, publish_derived
 
@@ -47,8 +55,10 @@ class Dispatcher:
         metrics: Metrics,
         *,
         owner: str,
+        connections: Connections | None = None,
     ) -> None:
         self._log = log
+        self._connections = connections or Connections({})
         self._store = store
         self._table = table
         self._sender = sender
@@ -145,6 +155,17 @@ class Dispatcher:
             sink = sub.spec.sink
             if isinstance(sink, HttpSink):
                 status = (await self._sender.send(sink, event, policy.timeout)).status
+            elif isinstance(sink, OdooSink):
+                try:
+                    await asyncio.wait_for(
+                        deliver_to_odoo(self._connections, sink.odoo, event), policy.timeout
+                    )
+                except TimeoutError as exc:
+                    raise TransientDeliveryError(
+                        f"Odoo did not finish within {policy.timeout:g}s"
+                    ) from exc
+                except NotFound as exc:  # the system left the config after the subscription
+                    raise PermanentDeliveryError(exc.detail) from exc
             else:
                 try:
                     await publish_derived(self._log, sink, sub.id, event)

@@ -24,6 +24,8 @@ __all__ = [
     "HeaderAuth",
     "HttpSink",
     "Matcher",
+    "OdooSink",
+    "OdooTarget",
     "PublishSink",
     "RetryPolicy",
     "SubscriptionSpec",
@@ -131,6 +133,86 @@ class PublishSink(_Strict):
         return self.model_dump()
 
 
+# An event path: ``subject``, ``id``, ``data.quantity``, ``data.lines.0.sku``.
+_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*")
+_MODEL_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
+
+
+def _paths(values: dict[str, Any], where: str) -> dict[str, Any]:
+    for field, value in values.items():
+        if isinstance(value, str) and not _PATH_RE.fullmatch(value):
+            raise ValueError(
+                f"{where}.{field}: {value!r} is not an event path such as 'data.quantity' "
+                "(write a literal as {'const': value})"
+            )
+        if isinstance(value, dict) and set(value) != {"const"}:
+            raise ValueError(f"{where}.{field}: a literal is written {{'const': value}}")
+    return values
+
+
+class OdooTarget(_Strict):
+    """What to do in Odoo with an event; values come from event paths (``data.quantity``) or
+    literals (``{"const": 1}``). The shapes are the target's: mapping between vocabularies
+    is a flow's job, upstream of this sink.
+
+    * ``upsert``: create or update the record whose external id is ``external_id`` (idempotent:
+      a retried create never makes a second record);
+    * ``call``: call ``method`` with ``kwargs`` on the records ``find`` selects (or on the model);
+    * ``action``: write ``values`` to the records ``find`` selects, then run the business
+      ``method`` (e.g. ``button_mark_done``), completing a wizard as ``backorder`` says.
+      Records already in one of ``done_states`` count as done: a redelivery after a lost
+      answer succeeds instead of failing on the second call.
+    """
+
+    system: str = Field(min_length=1, description="a name under systems: in the config")
+    model: str
+    action: Literal["upsert", "call", "action"]
+    method: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    external_id: str | None = Field(default=None, description="an event path")
+    find: dict[str, Any] = Field(
+        default_factory=dict, description="field -> event path: equality domain"
+    )
+    values: dict[str, Any] = Field(default_factory=dict, description="field -> event path")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="name -> event path")
+    backorder: Literal["no", "yes", "fail"] = "no"
+    done_states: list[str] = Field(default_factory=lambda: ["done"])
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not _MODEL_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an Odoo model name such as 'mrp.production'")
+        return value
+
+    @field_validator("find", "values", "kwargs")
+    @classmethod
+    def _event_paths(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return _paths(values, "odoo")
+
+    @model_validator(mode="after")
+    def _complete(self) -> OdooTarget:
+        if self.action == "upsert" and not self.external_id:
+            raise ValueError("an upsert needs external_id (an event path such as 'subject')")
+        if self.external_id is not None and not _PATH_RE.fullmatch(self.external_id):
+            raise ValueError(f"external_id: {self.external_id!r} is not an event path")
+        if self.action in ("call", "action") and not self.method:
+            raise ValueError(f"action {self.action!r} needs a method")
+        if self.action == "action" and not self.find:
+            raise ValueError("an action needs find: the records it acts on")
+        if self.method is not None and self.method.startswith("_"):
+            raise ValueError("private methods cannot be called over RPC")
+        return self
+
+
+class OdooSink(_Strict):
+    """Act in an Odoo system through its connector."""
+
+    odoo: OdooTarget
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 class RetryPolicy(_Strict):
     """Capped exponential backoff with jitter: delay n = min(max_delay, initial * factor^n)."""
 
@@ -163,7 +245,7 @@ class SubscriptionSpec(_Strict):
     filter: str | None = Field(
         default=None, max_length=1000, description="expression over the event"
     )
-    sink: HttpSink | PublishSink
+    sink: HttpSink | PublishSink | OdooSink
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     enabled: bool = True
 

@@ -1,0 +1,172 @@
+"""``forgeline sim …``, ``forgeline sync …`` and ``forgeline check``: the commands that touch
+the plant's systems rather than a running hub.
+
+``sim odoo`` serves the protocol-faithful Odoo simulator; ``sync odoo`` pulls records out of
+an Odoo (real or simulated) in pages with a progress bar; ``check`` validates a config file
+and reports every error with its path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .config import Settings
+from .exceptions import ForgelineError
+
+__all__ = ["register"]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+sim_app = typer.Typer(
+    help="Simulated plant systems: real servers on loopback for demos and tests.",
+    no_args_is_help=True,
+)
+sync_app = typer.Typer(help="Batch sync with the plant's systems.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sim_app, name="sim")
+    app.add_typer(sync_app, name="sync")
+    app.command("check")(check)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+    return typer.Exit(code)
+
+
+@sim_app.command("odoo")
+def sim_odoo(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8069,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    odoo_version: Annotated[
+        int, typer.Option("--odoo-version", min=16, max=19, help="Odoo major to behave like.")
+    ] = 17,
+    data: Annotated[
+        Path | None, typer.Option(help="SQLite file that keeps the state across restarts.")
+    ] = None,
+    faults: Annotated[
+        bool, typer.Option(help="Enable the POST /__sim__/faults admin endpoint.")
+    ] = False,
+) -> None:
+    """Serve a simulated Odoo (XML-RPC, JSON-RPC, JSON-2) with the database 'demo'
+    (admin/admin), like a fresh Odoo with demo data."""
+    from .sim.odoo.server import run
+
+    run(port=port, host=host, version=odoo_version, data=data, admin=faults)
+
+
+OdooUrl = Annotated[str, typer.Option("--url", envvar="ODOO_URL", help="Odoo's base URL.")]
+
+
+@sync_app.command("odoo")
+def sync_odoo(
+    model: Annotated[str, typer.Argument(help="e.g. product.product")],
+    url: OdooUrl = "http://127.0.0.1:8069",
+    db: Annotated[str, typer.Option(envvar="ODOO_DB")] = "demo",
+    login: Annotated[str | None, typer.Option(envvar="ODOO_LOGIN")] = None,
+    password: Annotated[str | None, typer.Option(envvar="ODOO_PASSWORD")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="ODOO_API_KEY")] = None,
+    fields: Annotated[str, typer.Option(help="Comma-separated field names [default: all]")] = "",
+    domain: Annotated[str, typer.Option(help="An Odoo domain as JSON")] = "[]",
+    page_size: Annotated[int, typer.Option(min=1, max=10_000)] = 2000,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Write JSON lines here [default: stdout]")
+    ] = None,
+) -> None:
+    """Read every record of MODEL that matches --domain, in pages, as JSON lines."""
+    try:
+        parsed_domain = json.loads(domain)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"--domain is not JSON: {exc}", 2) from exc
+    if not isinstance(parsed_domain, list):
+        raise _fail('--domain must be a JSON list such as [["active", "=", true]]', 2)
+    names = [name.strip() for name in fields.split(",") if name.strip()]
+    try:
+        count = asyncio.run(
+            _sync_odoo(
+                model,
+                url=url,
+                db=db,
+                credentials={"login": login, "password": password, "api_key": api_key},
+                fields=names,
+                domain=parsed_domain,
+                page_size=page_size,
+                output=output,
+            )
+        )
+    except ForgelineError as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+    err.print(
+        f"[green]{count} {escape(model)} records[/green]" + (f" → {output}" if output else "")
+    )
+
+
+async def _sync_odoo(
+    model: str,
+    *,
+    url: str,
+    db: str,
+    credentials: dict[str, str | None],
+    fields: list[str],
+    domain: list[Any],
+    page_size: int,
+    output: Path | None,
+) -> int:
+    from .connectors.odoo import OdooClient, iter_search_read
+
+    sink = output.open("wb") if output else sys.stdout.buffer
+    written = 0
+    try:
+        async with OdooClient(
+            url,
+            db,
+            login=credentials["login"],
+            password=credentials["password"],
+            api_key=credentials["api_key"],
+        ) as client:
+            total = await client.search_count(model, domain)
+            columns = (
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=err, transient=output is None) as progress:
+                task = progress.add_task(model, total=total)
+                pages = iter_search_read(client, model, domain, fields, page_size=page_size)
+                async for page in pages:
+                    sink.write(b"".join(orjson.dumps(r) + b"\n" for r in page))
+                    written += len(page)
+                    progress.update(task, completed=written)
+    finally:
+        if output:
+            sink.close()
+        else:
+            sink.flush()
+    return written
+
+
+def check(
+    config: Annotated[Path, typer.Argument(help="The YAML config file to validate.")],
+) -> None:
+    """Validate a config file: every error with its path, exit 0 only when it is usable."""
+    try:
+        settings = Settings.load(config_file=config, env={})
+    except ForgelineError as exc:
+        raise _fail(str(exc), 1) from exc
+    out.print(
+        f"[green]{escape(str(config))} is valid[/green]: {len(settings.subscriptions)} "
+        f"subscription(s), {len(settings.systems)} system(s)"
+    )

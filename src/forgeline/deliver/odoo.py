@@ -1,0 +1,85 @@
+"""The Odoo sink on the deliver stage: one event becomes one idempotent effect in Odoo.
+
+The dispatcher hands over an event and the subscription's :class:`OdooTarget`; values are
+read from the event by path, the connector does the call. Failures arrive already classified
+by the connector (business errors are permanent and carry Odoo's message into the dead
+letter; network trouble, 5xx and lock errors are transient), so the dispatcher's retry
+schedule applies unchanged.
+
+Redelivery is the normal case under at-least-once (a lost answer, a worker crash), so every
+action is made safe to repeat: ``upsert`` goes through the external id; ``action`` skips
+records already in one of the target's ``done_states``. ``values`` are written before the
+method runs, in their own call (as Odoo's form would save them): when Odoo then refuses the
+method, they stay, and writing them again on a replay is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..connections import Connections
+from ..envelope import Event
+from ..exceptions import PermanentDeliveryError
+from ..route.subscription import OdooTarget
+
+__all__ = ["deliver_to_odoo", "event_path"]
+
+_MISSING = object()
+
+
+def event_path(document: dict[str, Any], path: str) -> Any:
+    """The value at ``data.lines.0.sku`` in an event's structured-JSON dict, or a
+    permanent failure naming the path (the event does not fit the target)."""
+    value: Any = document
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            value = _MISSING
+        if value is _MISSING:
+            raise PermanentDeliveryError(f"the event has no {path!r}")
+    return value
+
+
+def _values(document: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any]:
+    return {
+        field: source["const"] if isinstance(source, dict) else event_path(document, source)
+        for field, source in mapping.items()
+    }
+
+
+async def deliver_to_odoo(connections: Connections, target: OdooTarget, event: Event) -> None:
+    from ..connectors.odoo import call_action, upsert
+
+    client = await connections.odoo(target.system)
+    document = event.to_dict()
+    if target.action == "upsert":
+        assert target.external_id is not None  # the spec's validator guarantees it
+        external_id = str(event_path(document, target.external_id))
+        values = _values(document, target.values) if target.values else event.data
+        if not isinstance(values, dict):
+            raise PermanentDeliveryError("an upsert needs values: the event data is not an object")
+        await upsert(client, target.model, external_id, values)
+        return
+    assert target.method is not None
+    domain: list[Any] = [
+        (field, "=", value) for field, value in _values(document, target.find).items()
+    ]
+    kwargs = _values(document, target.kwargs)
+    if target.action == "call":
+        ids = await client.search(target.model, domain) if target.find else None
+        if target.find and not ids:
+            raise PermanentDeliveryError(f"no {target.model} record matches {domain}")
+        await client.call(target.model, target.method, ids=ids, **kwargs)
+        return
+    pending = [*domain, ("state", "not in", target.done_states)] if target.done_states else domain
+    ids = await client.search(target.model, pending)
+    if not ids:
+        if target.done_states and await client.search_count(target.model, domain):
+            return  # already done: this is a redelivery of an effect that happened
+        raise PermanentDeliveryError(f"no {target.model} record matches {domain}")
+    if target.values:
+        await client.write(target.model, ids, _values(document, target.values))
+    await call_action(client, target.model, target.method, ids, backorder=target.backorder)

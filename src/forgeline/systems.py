@@ -1,0 +1,103 @@
+"""The systems a hub talks to, as the config file declares them (``systems:``).
+
+A system is a named peer with a connector: today Odoo. Its settings are validated when the
+config loads, but secrets stay *references* (``env:NAME``, ``file:/path``) until the hub
+opens the connector, so ``forgeline check`` never needs them and they never reach a log or an
+API answer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .exceptions import ConfigError
+
+__all__ = ["OdooPoll", "OdooSystem", "SystemSpec", "resolve_secret"]
+
+
+def resolve_secret(reference: str, *, env: dict[str, str] | None = None) -> str:
+    """The value behind ``env:NAME`` or ``file:/path``; any other text is the value itself.
+
+    Inline values are accepted for local tries and tests; configs meant for production
+    reference a variable or a file.
+    """
+    env = dict(os.environ) if env is None else env
+    if reference.startswith("env:"):
+        name = reference[4:]
+        if name not in env:
+            raise ConfigError(f"the secret {reference!r} is not set in the environment")
+        return env[name]
+    if reference.startswith("file:"):
+        path = Path(reference[5:])
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the secret {reference!r}: {exc.strerror}") from exc
+    return reference
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OdooPoll(_Strict):
+    """Watch one model for changes by ``write_date`` (the reconciliation path: it finds what
+    a lost webhook missed)."""
+
+    model: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+    fields: list[str] = Field(default_factory=list)
+    domain: list[Any] = Field(default_factory=list)
+    every: float = Field(default=30.0, gt=0, le=86_400, description="seconds between polls")
+    # Odoo stamps write_date with its transaction's start, and a transaction may commit up to
+    # limit_time_real (120 s by default) later: the overlap must cover that, or a late commit
+    # stamped behind the watermark is skipped. Re-reads are deduplicated.
+    overlap: float = Field(
+        default=150.0, ge=0, le=3600, description="seconds re-read behind the watermark"
+    )
+
+
+class OdooSystem(_Strict):
+    kind: Literal["odoo"] = "odoo"
+    url: str
+    db: str = Field(min_length=1)
+    login: str | None = None
+    password: str | None = Field(default=None, description="a secret reference: env:/file:")
+    api_key: str | None = Field(default=None, description="a secret reference: env:/file:")
+    protocol: Literal["auto", "json2", "jsonrpc", "xmlrpc"] = "auto"
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    poll: list[OdooPoll] = Field(default_factory=list)
+    webhook_token: str | None = Field(
+        default=None,
+        description="a secret reference; enables POST /hooks/odoo/<system>/<token> for "
+        "Odoo's 'Send Webhook Notification' automations",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an Odoo url is http:// or https:// with a host")
+        return url.rstrip("/")
+
+    def credentials(
+        self, env: dict[str, str] | None = None
+    ) -> tuple[str | None, str | None, str | None]:
+        """``(login, password, api_key)`` with the secrets resolved."""
+        if self.api_key is None and self.password is None:
+            raise ConfigError("an Odoo system needs a password or an api_key")
+        return (
+            self.login,
+            resolve_secret(self.password, env=env) if self.password else None,
+            resolve_secret(self.api_key, env=env) if self.api_key else None,
+        )
+
+
+#: One kind today; a union discriminated by ``kind`` when MQTT, REST and file systems join.
+SystemSpec = OdooSystem

@@ -1,0 +1,115 @@
+"""Systems in the config and the Odoo sink's spec: refused when they could never work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from forgeline import ConfigError, Event, PermanentDeliveryError, Settings
+from forgeline.deliver.odoo import event_path
+from forgeline.route.subscription import SubscriptionSpec
+from forgeline.systems import resolve_secret
+
+_ODOO_SINK = {
+    "odoo": {
+        "system": "erp",
+        "model": "mrp.production",
+        "action": "action",
+        "method": "button_mark_done",
+        "find": {"name": "data.mo"},
+        "values": {"qty_producing": "data.quantity"},
+    }
+}
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "forgeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_system_and_a_subscription_acting_in_it_load(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        "systems:\n  erp:\n    url: http://127.0.0.1:8069/\n    db: demo\n"
+        "    login: admin\n    password: env:ODOO_PASSWORD\n"
+        "    poll: [{model: mrp.production, fields: [name, state], every: 5}]\n"
+        "subscriptions:\n  - name: confirm\n    types: [production.completed.v1]\n"
+        "    sink:\n      odoo: {system: erp, model: mrp.production, action: action,\n"
+        "             method: button_mark_done, find: {name: data.mo}}\n",
+    )
+    settings = Settings.load(config_file=config, env={})
+    erp = settings.systems["erp"]
+    assert erp.url == "http://127.0.0.1:8069"  # one spelling of the base URL
+    assert erp.poll[0].model == "mrp.production"
+    # The secret stays a reference until the hub opens the connection.
+    assert erp.password == "env:ODOO_PASSWORD"
+    assert erp.credentials({"ODOO_PASSWORD": "s3cret"}) == ("admin", "s3cret", None)
+
+
+def test_a_sink_naming_an_unknown_system_is_refused_with_its_path(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        "subscriptions:\n  - name: confirm\n    types: [production.completed.v1]\n"
+        "    sink:\n      odoo: {system: erp, model: mrp.production, action: call,\n"
+        "             method: action_confirm}\n",
+    )
+    with pytest.raises(ConfigError, match=r"subscriptions\.confirm\.sink\.odoo\.system.*'erp'"):
+        Settings.load(config_file=config, env={})
+
+
+def test_bad_system_settings_name_the_field(tmp_path: Path) -> None:
+    config = _config(tmp_path, "systems:\n  erp:\n    url: ftp://odoo\n    db: demo\n")
+    with pytest.raises(ConfigError, match=r"systems\.erp\.url"):
+        Settings.load(config_file=config, env={})
+    config = _config(tmp_path, "systems:\n  erp:\n    url: http://odoo\n    db: demo\n    x: 1\n")
+    with pytest.raises(ConfigError, match=r"systems\.erp\.x"):
+        Settings.load(config_file=config, env={})
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"action": "upsert"}, "external_id"),
+        ({"method": None}, "needs a method"),
+        ({"method": "_private"}, "string should match pattern"),
+        ({"find": {}}, "find"),
+        ({"find": {"name": "data.mo; drop"}}, "not an event path"),
+        ({"values": {"qty": {"value": 1}}}, "const"),
+        ({"model": "MRP Production"}, "not an Odoo model"),
+    ],
+)
+def test_odoo_targets_that_could_never_work_are_refused(
+    change: dict[str, object], words: str
+) -> None:
+    sink = {"odoo": {**_ODOO_SINK["odoo"], **change}}
+    with pytest.raises(ValidationError, match=f"(?i){words}"):
+        SubscriptionSpec.model_validate({"name": "s", "types": ["x.y.v1"], "sink": sink})
+
+
+def test_event_paths_read_the_event_or_fail_permanently() -> None:
+    event = Event.new(
+        "production.completed.v1",
+        "mes://plant-1",
+        {"mo": "WH/MO/00001", "lines": [{"sku": "A-1"}]},
+        subject="WH/MO/00001",
+    ).to_dict()
+    assert event_path(event, "subject") == "WH/MO/00001"
+    assert event_path(event, "data.lines.0.sku") == "A-1"
+    with pytest.raises(PermanentDeliveryError, match=r"'data\.lines\.3\.sku'"):
+        event_path(event, "data.lines.3.sku")
+    with pytest.raises(PermanentDeliveryError, match=r"'data\.quantity'"):
+        event_path(event, "data.quantity")
+
+
+def test_secret_references(tmp_path: Path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("abc123\n")
+    assert resolve_secret(f"file:{secret}") == "abc123"
+    assert resolve_secret("env:X", env={"X": "y"}) == "y"
+    with pytest.raises(ConfigError, match="'env:MISSING' is not set"):
+        resolve_secret("env:MISSING", env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        resolve_secret(f"file:{tmp_path / 'nope'}")
