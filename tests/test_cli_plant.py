@@ -35,7 +35,7 @@ def test_sim_odoo_serves_a_demo_database_that_keeps_its_state(tmp_path: Path) ->
     port, data = _free_port(), tmp_path / "odoo.db"
     forgeline = str(Path(sys.executable).with_name("forgeline"))
     command = [forgeline, "sim", "odoo", "--port", str(port)]
-    command += ["--odoo-version", "17", "--data", str(data)]
+    command += ["--odoo-version", "17", "--data", str(data), "--records", "200"]
 
     def serve_and(work: object) -> object:
         process = subprocess.Popen(
@@ -83,6 +83,14 @@ def test_sim_odoo_serves_a_demo_database_that_keeps_its_state(tmp_path: Path) ->
 
     partner = serve_and(create)
     assert serve_and(find) == [partner]  # the state survived the restart
+
+    def generated() -> int:
+        models = xmlrpc.client.ServerProxy(f"{url}/xmlrpc/2/object")
+        count = models.execute_kw("demo", 2, "admin", "sale.order", "search_count", [[]])
+        models("close")()
+        return int(count)
+
+    assert serve_and(generated) > 20  # --records generated open orders beside the demo data
 
 
 def test_sync_odoo_writes_every_record_as_json_lines(tmp_path: Path) -> None:

@@ -59,12 +59,30 @@ def sim_odoo(
     faults: Annotated[
         bool, typer.Option(help="Enable the POST /__sim__/faults admin endpoint.")
     ] = False,
+    records: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Also generate about this many records (deterministic) before serving."
+        ),
+    ] = 0,
 ) -> None:
     """Serve a simulated Odoo (XML-RPC, JSON-RPC, JSON-2) with the database 'demo'
     (admin/admin), like a fresh Odoo with demo data."""
-    from .sim.odoo.server import run
+    from .sim.odoo.server import OdooServer, run
 
-    run(port=port, host=host, version=odoo_version, data=data, admin=faults)
+    def ready(server: OdooServer) -> None:
+        if records:
+            from .sim.odoo.datagen import generate, generate_counts
+
+            with server.simulator.transaction("demo") as env:
+                counts = generate(env, **generate_counts(records))
+            err.print(f"generated {sum(counts.values()):,} records: {counts}")
+        err.print(
+            f"Odoo {server.version}.0 simulator on {server.url} "
+            f"(databases: {', '.join(server.simulator.list_databases())}; admin/admin)"
+        )
+
+    run(port=port, host=host, version=odoo_version, data=data, admin=faults, ready=ready)
 
 
 OdooUrl = Annotated[str, typer.Option("--url", envvar="ODOO_URL", help="Odoo's base URL.")]
