@@ -124,3 +124,17 @@ async def test_retention_keeps_what_dead_letters_and_routing_still_need(tmp_path
         _, trimmed = await hub.enforce_retention()
         assert trimmed == 2  # positions 1 and 2; 3 is pinned by the dead letter, 4 kept after it
         assert [r.position for r in await hub.log.read(0)] == [3, 4]
+
+
+def test_split_roles_need_shared_backends(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--role worker needs shared backends"):
+        Settings.load(env={}, data_dir=tmp_path, role="worker")
+    with pytest.raises(ConfigError, match="role 'both' is not one of"):
+        Settings.load(env={"FORGELINE_ROLE": "both"}, data_dir=tmp_path)
+    shared = Settings.load(
+        env={"FORGELINE_ROLE": "api"},
+        data_dir=tmp_path,
+        log_url="postgresql://localhost/test",
+        store_url="postgresql://localhost/test",
+    )
+    assert shared.role == "api" and not shared.embedded

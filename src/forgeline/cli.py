@@ -12,6 +12,7 @@ import datetime as dt
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -81,14 +82,27 @@ def serve(
     port: Annotated[int | None, typer.Option(envvar="FORGELINE_PORT")] = None,
     host: Annotated[str | None, typer.Option()] = None,
     config: Annotated[Path | None, typer.Option(envvar="FORGELINE_CONFIG")] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FORGELINE_ROLE",
+            help="all (default): API and workers; api: the HTTP API only; worker: routing, "
+            "delivery and sources only. api/worker need PostgreSQL (and NATS) backends.",
+        ),
+    ] = None,
 ) -> None:
-    """Run a hub: the HTTP API, routing and delivery, in this process."""
+    """Run a hub: the HTTP API, routing and delivery, in this process (or one --role)."""
     import uvicorn
 
     from .api.app import create_app
 
     try:
-        settings = Settings.load(config_file=config, data_dir=data_dir, port=port, host=host)
+        settings = Settings.load(
+            config_file=config, data_dir=data_dir, port=port, host=host, role=role
+        )
+        if settings.role == "worker":
+            _run_worker(settings)
+            return
         guard = _StartupGuard(create_app(settings))
     except ForgelineError as exc:
         fail(str(exc), 2)
@@ -126,6 +140,31 @@ def serve(
             raise typer.Exit(1) from exc
     if guard.error is not None:
         fail(str(guard.error), 2)
+
+
+def _run_worker(settings: Settings) -> None:
+    """A worker process: no HTTP, until SIGINT/SIGTERM; in-flight attempts finish first."""
+    import signal
+
+    from .hub import Hub
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Hub(settings):
+            out.print(
+                f"[green]Forgeline worker[/green] pid {os.getpid()} · log {_scheme(settings.log)}"
+                f" · store {_scheme(settings.store)}"
+            )
+            await stop.wait()
+
+    asyncio.run(work())
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0]  # never the rest: a URL may carry a password
 
 
 class _StartupGuard:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,8 @@ class Settings:
     max_batch: int = 1000
     max_page: int = 1000
     retention_seconds: float = 7 * 86_400
+    # api: HTTP only; worker: routing, delivery, sources, housekeeping; all: both (embedded).
+    role: Literal["all", "api", "worker"] = "all"
     subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
     systems: dict[str, SystemSpec] = field(default_factory=dict)
     config_file: Path | None = None
@@ -42,6 +44,11 @@ class Settings:
     @property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        """One process owns the state: a SQLite (or in-memory) log or store."""
+        return any(url.startswith(("sqlite:", "memory:")) for url in (self.log, self.store))
 
     @classmethod
     def load(
@@ -68,11 +75,23 @@ class Settings:
                 raise ConfigError(
                     f"FORGELINE_PORT={env['FORGELINE_PORT']!r} is not a port"
                 ) from exc
-        for name, key in (("log_url", "FORGELINE_LOG_URL"), ("store_url", "FORGELINE_STORE_URL")):
+        for name, key in (
+            ("log_url", "FORGELINE_LOG_URL"),
+            ("store_url", "FORGELINE_STORE_URL"),
+            ("role", "FORGELINE_ROLE"),
+        ):
             if key in env:
                 from_env[name] = env[key]
         settings = replace(settings, **from_env)
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.role not in ("all", "api", "worker"):
+            raise ConfigError(f"role {settings.role!r} is not one of all, api, worker")
+        if settings.role != "all" and settings.embedded:
+            raise ConfigError(
+                f"--role {settings.role} needs shared backends (a postgresql:// store and a "
+                "postgresql:// or nats:// log): an embedded SQLite hub is one process"
+            )
+        return settings
 
 
 _HUB_KEYS = {
@@ -85,6 +104,7 @@ _HUB_KEYS = {
     "max_batch": int,
     "max_page": int,
     "retention_seconds": float,
+    "role": str,
 }
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ADMIN_KEY_FILE = "admin.key"
 _RETENTION_EVERY = 60.0
+_REFRESH_EVERY = 2.0
 
 
 def read_admin_key(data_dir: Path) -> str | None:
@@ -84,10 +85,18 @@ class Hub(AsyncResource):
             owner=owner,
             connections=self.connections,
         )
-        self.router = Router(self.log, self.store, self.subscriptions, self.dispatcher.wake)
+        self.router = Router(
+            self.log,
+            self.store,
+            self.subscriptions,
+            self.dispatcher.wake,
+            # Other processes create subscriptions: re-read them before routing each batch.
+            shared=not settings.embedded,
+        )
         self.admin_key = ""
         self._lock: IO[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
 
     async def open(self) -> None:
         await self.start()
@@ -98,7 +107,8 @@ class Hub(AsyncResource):
     async def start(self) -> None:
         data_dir = self.settings.data_dir
         self.admin_key = ensure_admin_key(data_dir)
-        self._lock = _lock_data_dir(data_dir)
+        if self.settings.embedded:
+            self._lock = _lock_data_dir(data_dir)
         try:
             await self._start()
         except BaseException:
@@ -109,18 +119,29 @@ class Hub(AsyncResource):
         await self.log.open()
         await self.store.open()
         await self.sender.open()
-        interrupted = await self.store.expire_leases()
-        if interrupted:
-            log.warning("%d deliveries were interrupted by a stop; sending them again", interrupted)
+        if self.settings.embedded:
+            # The only worker: anything in flight was interrupted by our own stop or crash.
+            # Shared backends wait for each lease to run out instead (another worker may be
+            # delivering it right now).
+            interrupted = await self.store.expire_leases()
+            if interrupted:
+                log.warning(
+                    "%d deliveries were interrupted by a stop; sending them again", interrupted
+                )
         for spec in self.settings.subscriptions:
             await self._apply_configured(spec)
         await self.subscriptions.refresh()
+        self._started = True
+        if self.settings.role == "api":
+            return  # workers route, deliver and poll
         self._tasks = [
             self._supervise("router", self.router.run),
             self._supervise("dispatcher", self.dispatcher.run),
             self._supervise("retention", self._retention_loop),
             *(self._supervise(name, run) for name, run in self.sources.loops()),
         ]
+        if not self.settings.embedded:
+            self._tasks.append(self._supervise("subscriptions", self._refresh_loop))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -129,6 +150,7 @@ class Hub(AsyncResource):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._started = False
         await self.sources.aclose()
         await self.sender.aclose()
         await self.connections.aclose()
@@ -140,7 +162,7 @@ class Hub(AsyncResource):
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+        return self._started and not any(task.done() for task in self._tasks)
 
     def _supervise(self, name: str, run: Callable[[], object]) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -261,6 +283,14 @@ class Hub(AsyncResource):
             keep_from = min(keep_from, needed)
         trimmed = await self.log.trim(cutoff, keep_from=keep_from)
         return purged, trimmed
+
+    async def _refresh_loop(self) -> None:
+        """API processes change subscriptions (and replay dead letters) in the shared store:
+        a worker whose router is idle still picks the changes up."""
+        while True:
+            await asyncio.sleep(_REFRESH_EVERY)
+            await self.subscriptions.refresh()
+            self.dispatcher.wake()
 
     async def _retention_loop(self) -> None:
         while True:

@@ -68,7 +68,9 @@ class Router:
         on_routed: Callable[[], None],
         *,
         batch: int = 1000,
+        shared: bool = False,
     ) -> None:
+        self._shared = shared
         self._log = log
         self._store = store
         self._table = table
@@ -94,6 +96,10 @@ class Router:
         records = await self._log.read(self.position, self._batch)
         if not records:
             return 0
+        if self._shared:
+            # After the read, not before: a subscription created since starts at a log head
+            # at or past these records, so none of them is owed to it.
+            await self._table.refresh()
         routed = [r for r in map(self._table.route, records) if r is not None]
         created = await self._store.record_routes(routed, records[-1].position)
         self.position = records[-1].position
