@@ -1,10 +1,13 @@
 """The embedded default store: subscriptions and deliveries in one SQLite file (WAL, FULL).
 
-Kept in its own file beside the log's, so the two have separate write locks and fsyncs.
+Kept in its own file beside the log's, so the two have separate write locks and fsyncs. The
+tables are defined in ``schema.py`` and migrated by ``migrations`` when the store opens; the
+queries here are hand-written for sqlite3 on the writer thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -26,64 +29,9 @@ from .base import (
     Store,
     Subscription,
 )
+from .migrations import HEAD, prepare_sqlite
 
 __all__ = ["SqliteStore"]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS subscriptions (
-    id             TEXT PRIMARY KEY,
-    name           TEXT NOT NULL UNIQUE,
-    spec           BLOB NOT NULL,
-    created_at     REAL NOT NULL,
-    updated_at     REAL NOT NULL,
-    start_position INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cursors (
-    name     TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id               INTEGER PRIMARY KEY,
-    sub_id           TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
-    position         INTEGER NOT NULL,
-    event_id         TEXT NOT NULL,
-    event_source     TEXT NOT NULL,
-    event_type       TEXT NOT NULL,
-    pkey             TEXT,
-    state            TEXT NOT NULL,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    round_start      INTEGER NOT NULL DEFAULT 0,
-    round_started_at REAL NOT NULL,
-    due_at           REAL NOT NULL,
-    lease_owner      TEXT,
-    lease_until      REAL,
-    created_at       REAL NOT NULL,
-    updated_at       REAL NOT NULL,
-    last_status      INTEGER,
-    last_error       TEXT,
-    reason           TEXT,
-    UNIQUE (sub_id, position)
-);
-CREATE INDEX IF NOT EXISTS deliveries_open ON deliveries (sub_id, position)
-    WHERE state IN ('pending', 'retrying', 'inflight');
-CREATE INDEX IF NOT EXISTS deliveries_key ON deliveries (sub_id, pkey, position)
-    WHERE state IN ('pending', 'retrying', 'inflight', 'dead');
-CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (sub_id, updated_at)
-    WHERE state = 'dead';
-CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (updated_at)
-    WHERE state IN ('delivered', 'discarded');
-CREATE TABLE IF NOT EXISTS attempts (
-    delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
-    attempt     INTEGER NOT NULL,
-    started_at  REAL NOT NULL,
-    duration_ms REAL NOT NULL,
-    outcome     TEXT NOT NULL,
-    status      INTEGER,
-    error       TEXT,
-    response    TEXT,
-    PRIMARY KEY (delivery_id, attempt)
-);
-"""
 
 _OPEN = "('pending', 'retrying', 'inflight')"
 # Due work, or work whose lease ran out because its worker died.
@@ -121,7 +69,17 @@ class SqliteStore(Store):
         self._db = Database(sqlite_path(url), name="store")
 
     async def open(self) -> None:
-        await self._db.open(SCHEMA)
+        path = self._db.path
+        if path == ":memory:":
+            # A private in-memory database lives only on the writer's connection: create the
+            # head schema there (nothing to migrate, nothing to keep).
+            from .schema import sqlite_script
+
+            await self._db.open(";\n".join(sqlite_script(HEAD)) + ";")
+        else:
+            # Created or migrated on a connection of its own, before the writer thread starts.
+            await asyncio.to_thread(prepare_sqlite, path)
+            await self._db.open("")
 
     async def aclose(self) -> None:
         await self._db.aclose()

@@ -1,0 +1,1 @@
+"""Revision scripts of the store schema, oldest first (``r0001_…``); see ``migrations``."""

@@ -1,0 +1,143 @@
+"""The store's tables, defined once for SQLite and PostgreSQL (SQLAlchemy Core).
+
+This is the schema at the head revision of ``store/migrations``; a test proves that running
+the migrations on an empty database of either engine yields exactly these tables. The stores
+themselves speak hand-written SQL to their drivers (sqlite3 on a writer thread, asyncpg); this
+module only describes and creates tables, so SQLAlchemy never sits on a hot path.
+
+Types differ where the engines do: times are epoch seconds (SQLite ``REAL``, PostgreSQL
+``double precision``, never ``real``, which is four bytes and would round them to minutes),
+positions and delivery ids are 64-bit on PostgreSQL, and a subscription's spec is ``jsonb``
+there so operators can query it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .migrations import VERSION_TABLE
+
+__all__ = ["metadata", "sqlite_script"]
+
+# States in which a delivery is still owed to its sink; partial indexes cover just these.
+_OPEN = sa.text("state IN ('pending', 'retrying', 'inflight')")
+_KEYED = sa.text("state IN ('pending', 'retrying', 'inflight', 'dead')")
+_DEAD = sa.text("state = 'dead'")
+_FINISHED = sa.text("state IN ('delivered', 'discarded')")
+
+Epoch: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
+Int64 = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Spec = (
+    sa.Text().with_variant(sqlite.BLOB(), "sqlite").with_variant(postgresql.JSONB(), "postgresql")
+)
+
+metadata = sa.MetaData()
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("spec", Spec, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("start_position", Int64, nullable=False),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("position", Int64, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    # INTEGER on SQLite makes it the rowid; BIGSERIAL on PostgreSQL.
+    sa.Column("id", Int64, primary_key=True, autoincrement=True),
+    sa.Column(
+        "sub_id",
+        sa.Text,
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("position", Int64, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_source", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("pkey", sa.Text),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("round_start", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("round_started_at", Epoch, nullable=False),
+    sa.Column("due_at", Epoch, nullable=False),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_until", Epoch),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.UniqueConstraint("sub_id", "position"),
+    # Claims walk a subscription's open deliveries in log order.
+    sa.Index("deliveries_open", "sub_id", "position", sqlite_where=_OPEN, postgresql_where=_OPEN),
+    # Per-key ordering asks "is an earlier delivery of this key unfinished?".
+    sa.Index(
+        "deliveries_key",
+        "sub_id",
+        "pkey",
+        "position",
+        sqlite_where=_KEYED,
+        postgresql_where=_KEYED,
+    ),
+    sa.Index("deliveries_dead", "sub_id", "updated_at", sqlite_where=_DEAD, postgresql_where=_DEAD),
+    sa.Index(
+        "deliveries_finished", "updated_at", sqlite_where=_FINISHED, postgresql_where=_FINISHED
+    ),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column(
+        "delivery_id",
+        Int64,
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("started_at", Epoch, nullable=False),
+    sa.Column("duration_ms", Epoch, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("response", sa.Text),
+)
+
+# Alembic's own shape for its version table, so a database created here can be upgraded by it.
+_version = sa.Table(
+    VERSION_TABLE,
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
+
+
+def sqlite_script(head: str) -> list[str]:
+    """The statements that create the head schema in an empty SQLite database, version
+    recorded: what ``alembic upgrade head`` would do, without loading Alembic on every start.
+    """
+    dialect = sqlite.dialect()
+    statements: list[str] = []
+    for table in [*metadata.sorted_tables, _version]:
+        statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        statements.extend(
+            str(CreateIndex(index).compile(dialect=dialect))
+            for index in sorted(table.indexes, key=lambda index: str(index.name))
+        )
+    # The revision id is ours (a short hex or digits), never user input.
+    statements.append(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('{head}')")
+    return statements
