@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
+from .._postgres import DRIVER_ERRORS, PostgresUrl, connection_lost, redacted, translate
 from ..envelope import Event
-from ..exceptions import BackendError, BackendUnavailable, ConfigError, ForgelineError
+from ..exceptions import BackendUnavailable, ConfigError, ForgelineError
 from .base import Appended, EventLog, Record
 
 __all__ = ["PostgresLog"]
@@ -41,7 +40,6 @@ __all__ = ["PostgresLog"]
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 # Appends folded into one transaction are capped so one transaction stays short.
 _GROUP_EVENTS = 5_000
 # With a live LISTEN connection the poll is only a safety net; without one it is how other
@@ -80,66 +78,6 @@ def _record(row: Sequence[Any]) -> Record:
     return Record(row[0], row[1], Event.from_stored(orjson.loads(row[2])))
 
 
-def parse_url(url: str) -> tuple[str, str]:
-    """Split ``url`` into the DSN asyncpg gets and the schema the log lives in."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise ConfigError(
-            f"not a PostgreSQL URL: {redacted(url)!r}; "
-            "use postgresql://user@host:port/db?schema=NAME"
-        )
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [value for key, value in query if key == "schema"]
-    schema = schemas[-1] if schemas else "forgeline"
-    if not _IDENTIFIER.fullmatch(schema):
-        raise ConfigError(
-            f"schema {schema!r} in {redacted(url)!r}: use 1-48 lower-case letters, digits or '_'"
-        )
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
-
-
-def redacted(dsn: str) -> str:
-    """``dsn`` fit for an error message: the password, if any, replaced."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _translate(exc: BaseException, doing: str) -> BackendError:
-    if _connection_lost(exc) or isinstance(
-        exc, OSError | TimeoutError | asyncpg.CannotConnectNowError
-    ):
-        return BackendUnavailable(f"PostgreSQL unreachable while {doing}: {exc}")
-    return BackendError(f"PostgreSQL failed while {doing}: {exc}")
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    # 08xxx (connection exception), 57P01-03 (admin shutdown, crash shutdown, cannot connect
-    # now) and the driver's own "connection is closed": the session is gone, not the request.
-    # InternalClientError is what asyncpg raises when a pooled connection was killed while
-    # idle and the driver has not yet noticed the closed socket.
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.OperatorInterventionError
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError
-        | ConnectionError,
-    )
-
-
-_DRIVER_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
-
-
 async def _reset(conn: Any) -> None:
     # Replaces asyncpg's default reset on release (unlock advisory locks, CLOSE ALL, UNLISTEN,
     # RESET ALL: one more round trip per operation, measured at ~140 µs here). This log never
@@ -153,7 +91,8 @@ class PostgresLog(EventLog):
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         super().__init__()
         self.url = url
-        self._dsn, self.schema = parse_url(url)
+        parsed = PostgresUrl(url)
+        self._dsn, self.schema = parsed.dsn, parsed.schema
         self._s = f'"{self.schema}"'
         self._channel = f"forgeline_log_{self.schema}"
         self._pool_size = pool_size
@@ -187,10 +126,10 @@ class PostgresLog(EventLog):
                 stored = await conn.fetchval(
                     f"SELECT value FROM {self._s}.log_meta WHERE key = 'schema_version'"
                 )
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             self._pool.terminate()
             self._pool = None
-            raise _translate(exc, f"creating the log schema {self.schema}") from exc
+            raise translate(exc, f"creating the log schema {self.schema}") from exc
         if int(stored) > SCHEMA_VERSION:
             await self._pool.close()
             self._pool = None
@@ -266,13 +205,13 @@ class PostgresLog(EventLog):
             try:
                 async with self._pool.acquire() as conn:
                     return await job(conn)
-            except _DRIVER_ERRORS as exc:
-                if attempt == 1 and _connection_lost(exc):
+            except DRIVER_ERRORS as exc:
+                if attempt == 1 and connection_lost(exc):
                     # Whatever killed this connection (a server restart, an administrator)
                     # likely killed its idle siblings too: replace them all before retrying.
                     await self._pool.expire_connections()
                     continue
-                raise _translate(exc, doing) from exc
+                raise translate(exc, doing) from exc
         raise AssertionError("unreachable")
 
     # -- appends: group commit ---------------------------------------------------------------

@@ -20,16 +20,15 @@ be reached) or ``BackendError`` here; the dispatcher and router retry those.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 from ulid import ULID
 
+from .._postgres import DRIVER_ERRORS, PostgresUrl, redacted, translate
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -56,7 +55,6 @@ __all__ = ["PostgresStore", "parse_url"]
 
 T = TypeVar("T")
 
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _DEFAULT_POOL = 10
 _COMMAND_TIMEOUT = 30.0
 
@@ -72,54 +70,14 @@ _SUBSCRIPTION_COLUMNS = "id, spec, created_at, updated_at, start_position"
 
 def parse_url(url: str) -> tuple[str, str, int]:
     """The DSN for asyncpg, the schema the store lives in and the pool size, from ``url``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise ConfigError(
-            f"not a PostgreSQL URL: {url!r}; use postgresql://user@host:port/db?schema=NAME"
-        )
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options = dict(query)
-    schema = options.get("schema", "forgeline")
-    if not _IDENTIFIER.fullmatch(schema):
-        raise ConfigError(
-            f"schema {schema!r} in {url!r}: use 1-48 lower-case letters, digits or '_'"
-        )
+    parsed = PostgresUrl(url, own=("pool_size",))
     try:
-        pool_size = int(options.get("pool_size", _DEFAULT_POOL))
+        pool_size = int(parsed.options.get("pool_size", _DEFAULT_POOL))
     except ValueError:
         pool_size = 0
     if pool_size < 1:
-        raise ConfigError(f"pool_size in {url!r} must be a positive integer")
-    # Anything else (sslmode, …) is asyncpg's to read.
-    rest = urlencode([(k, v) for k, v in query if k not in ("schema", "pool_size")])
-    return urlunsplit(parts._replace(query=rest)), schema, pool_size
-
-
-# What asyncpg raises: server errors, client-side misuse of a dead connection, and (after the
-# server dropped a connection between two queries) an InternalClientError about the
-# protocol's state.
-_DRIVER_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
-
-
-def _translate(exc: BaseException, doing: str) -> BackendError:
-    lost = isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.OperatorInterventionError  # admin or crash shutdown, cannot connect now
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError
-        | OSError
-        | TimeoutError,
-    )
-    if lost:
-        return BackendUnavailable(f"PostgreSQL unreachable while {doing}: {exc}")
-    return BackendError(f"PostgreSQL failed while {doing}: {exc}")
+        raise ConfigError(f"pool_size in {redacted(url)!r} must be a positive integer")
+    return parsed.dsn, parsed.schema, pool_size
 
 
 async def _keep_session(conn: Any) -> None:
@@ -236,7 +194,7 @@ class PostgresStore(Store):
         ) as exc:
             # A missing database or an unknown role will not fix itself by retrying.
             raise ConfigError(f"PostgreSQL refused {self._dsn}: {exc}") from exc
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise BackendUnavailable(f"cannot connect to PostgreSQL at {self._dsn}: {exc}") from exc
         try:
             await self._migrate(pool)
@@ -250,8 +208,8 @@ class PostgresStore(Store):
             current = await pool.fetchval(f"SELECT version_num FROM {self._s}.{VERSION_TABLE}")
         except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
             current = None
-        except _DRIVER_ERRORS as exc:
-            raise _translate(exc, "reading the store's schema version") from exc
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "reading the store's schema version") from exc
         if current != HEAD:
             await upgrade_postgres(lambda: asyncpg.connect(self._dsn), self.schema)
 
@@ -269,8 +227,8 @@ class PostgresStore(Store):
                 return await job(conn)
         except ForgelineError:
             raise
-        except _DRIVER_ERRORS as exc:
-            raise _translate(exc, doing) from exc
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, doing) from exc
 
     async def _fetch(self, doing: str, sql: str, *args: Any) -> list[Any]:
         return await self._run(doing, lambda conn: conn.fetch(sql, *args))
