@@ -15,7 +15,7 @@ import pytest
 from forgeline import Event, Hub, Settings
 from forgeline.connectors.odoo import OdooClient
 from forgeline.route.subscription import SubscriptionSpec
-from forgeline.sim.odoo.faults import FaultDecision, FaultPlan, FaultRule
+from forgeline.sim.odoo.faults import LoseAnswers
 from forgeline.sim.odoo.server import OdooServer
 from forgeline.sources import WEBHOOK_TYPE
 from forgeline.store import DeadLetterFilter
@@ -24,24 +24,6 @@ from forgeline.testing import running_hub
 
 TOKEN = "hook-secret-1234"
 MES = "mes://plant-1/line-1"
-
-
-class LoseAnswers(FaultPlan):
-    """Commits the calls whose path ends with one of ``methods``, then drops the connection
-    instead of answering, ``times`` times: the caller cannot know the effect happened."""
-
-    def __init__(self, methods: tuple[str, ...], times: int = 1) -> None:
-        super().__init__()
-        self.methods = methods
-        self.left = times
-        self.lost: list[str] = []
-
-    def decide(self, path: str) -> FaultDecision | None:
-        if self.left and path.endswith(self.methods):
-            self.left -= 1
-            self.lost.append(path)
-            return FaultDecision(rule=FaultRule(), drop=True)
-        return super().decide(path)
 
 
 @dataclass

@@ -13,33 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..connectors.odoo import OdooClient, resolve, upsert
-from ..sim.odoo.faults import FaultDecision, FaultPlan, FaultRule
+from ..sim.odoo.faults import LoseAnswers
 from .api import DemoError
 from .plant import PRODUCTS, Component, Product
 
-__all__ = ["MO_FIELDS", "LoseAnswers", "OdooPlant", "seed_plant"]
+__all__ = ["MO_FIELDS", "OdooPlant", "seed_plant"]
 
 #: Components counted on hand before production: enough for every plan of the demo.
 ON_HAND = 5000.0
 MO_FIELDS = ["name", "product_id", "product_qty", "qty_produced", "state", "origin"]
-
-
-class LoseAnswers(FaultPlan):
-    """Commits the calls whose path ends with one of ``methods``, then drops the connection
-    instead of answering, ``times`` times: the caller cannot know the effect happened."""
-
-    def __init__(self, methods: tuple[str, ...], times: int = 1) -> None:
-        super().__init__()
-        self.methods = methods
-        self.left = times
-        self.lost: list[str] = []
-
-    def decide(self, path: str) -> FaultDecision | None:
-        if self.left and path.endswith(self.methods):
-            self.left -= 1
-            self.lost.append(path)
-            return FaultDecision(rule=FaultRule(), drop=True)
-        return super().decide(path)
 
 
 def _key(*parts: str) -> str:

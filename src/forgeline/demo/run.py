@@ -40,6 +40,7 @@ from rich.text import Text
 from ..config import Settings
 from ..connectors.odoo import OdooClient, odoo_source
 from ..exceptions import ForgelineError
+from ..sim.odoo.faults import LoseAnswers
 from ..sim.odoo.server import OdooServer
 from ..sources import WEBHOOK_TYPE
 from ..systems import OdooPoll, OdooSystem
@@ -58,7 +59,7 @@ from .downstream import (
     SYSTEMS,
     Downstream,
 )
-from .odoo import LoseAnswers, OdooPlant, seed_plant
+from .odoo import OdooPlant, seed_plant
 from .plant import FULL, HICCUP_MO, SMOKE, Order, Publish, plant_schedule, production_plan
 from .state import DemoResult
 

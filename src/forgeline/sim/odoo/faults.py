@@ -42,7 +42,7 @@ from aiohttp import web
 
 from .protocols.state import STATE
 
-__all__ = ["FaultDecision", "FaultPlan", "FaultRule", "fault_middleware"]
+__all__ = ["FaultDecision", "FaultPlan", "FaultRule", "LoseAnswers", "fault_middleware"]
 
 GARBAGE_BODY = b"\x00\xffgarbage<<<\x1f\x8b not json, not xml"
 
@@ -200,6 +200,28 @@ class FaultPlan:
             yield True
         finally:
             gate.release()
+
+
+class LoseAnswers(FaultPlan):
+    """Commits the calls whose path ends with one of ``methods``, then drops the connection
+    instead of answering, ``times`` times: the caller cannot know the effect happened (the
+    case idempotent writes exist for). Other requests follow the plan's rules.
+
+    Paths name the method on JSON-2 (``/json/2/mrp.production/button_mark_done``); on the
+    RPC protocols every call shares one path, so this targets JSON-2 servers (Odoo 19)."""
+
+    def __init__(self, methods: tuple[str, ...], times: int = 1) -> None:
+        super().__init__()
+        self.methods = methods
+        self.left = times
+        self.lost: list[str] = []
+
+    def decide(self, path: str) -> FaultDecision | None:
+        if self.left and path.endswith(self.methods):
+            self.left -= 1
+            self.lost.append(path)
+            return FaultDecision(rule=FaultRule(), drop=True)
+        return super().decide(path)
 
 
 def _proxy_page(status: int) -> str:
