@@ -3,7 +3,6 @@ and fast enough for 20k records in a test (100k take seconds; see the module's C
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -57,15 +56,13 @@ def test_generated_data_fits_the_version(version: int) -> None:
     sim.close()
 
 
-def test_twenty_thousand_records_quickly() -> None:
+def test_twenty_thousand_records() -> None:
+    # How fast is for bench/; here: the budget is met and every record is queryable.
     sim = OdooSimulator(17, demo=False)
-    started = time.perf_counter()
     with sim.transaction("demo") as env:
         counts = generate(env, seed=1, **generate_counts(20_000))
-    elapsed = time.perf_counter() - started
     total = sum(counts.values())
     assert 19_000 <= total <= 21_000
-    assert elapsed < 20  # ~0.6 s on a laptop; generous for loaded CI machines
     env = sim.env("demo")
     assert env["sale.order.line"].search_count([]) == counts["sale.order.line"]
     sim.close()

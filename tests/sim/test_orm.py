@@ -469,17 +469,13 @@ def test_load_error_writes_nothing(env: Environment, orders: dict[str, int]) -> 
     assert env.ref("__import__.ok_row", raise_if_not_found=False) is None
 
 
-def test_create_and_page_many_rows_quickly(env: Environment, orders: dict[str, int]) -> None:
-    import time
-
-    start = time.perf_counter()
+def test_create_and_page_many_rows(env: Environment, orders: dict[str, int]) -> None:
+    # Speed is measured in bench/ (bench.odoo_import); here: a large batch pages correctly.
     env["x_orm.line"].create([{"order_id": orders["o3"], "qty": i} for i in range(20_000)])
-    created = time.perf_counter() - start
-    start = time.perf_counter()
+    every = env["x_orm.line"].search([]).ids
     page = env["x_orm.line"].search_read([], ["order_id", "qty"], offset=10_000, limit=500)
-    paged = time.perf_counter() - start
     assert len(page) == 500 and page[0]["order_id"][0] in orders.values()
-    assert created < 2.0 and paged < 0.1
+    assert [row["id"] for row in page] == every[10_000:10_500]
     assert env["x_orm.line"].search_count([("qty", "=", 1234)]) == 1
 
 
