@@ -216,3 +216,67 @@ async def test_an_odoo_sink_naming_an_unknown_system_is_refused(plant: Plant) ->
         answer = await http.post("/v1/subscriptions", json=spec)
     assert answer.status_code == 422
     assert "no system named 'nope'" in answer.json()["detail"]
+
+
+async def test_an_empty_selector_selects_nothing(plant: Plant) -> None:
+    # {"mo": null} must not become [("name", "=", False)]: that selects every unnamed record.
+    mo, _ = await plant.new_mo()
+    await plant.hub.publish(
+        [Event.new("production.completed.v1", MES, {"mo": None, "quantity": 1.0}, subject="x")]
+    )
+
+    async def dead() -> list[Any]:
+        return await plant.hub.store.list_deliveries("dead", DeadLetterFilter(), 10)
+
+    (letter,) = await eventually(dead)
+    assert "'data.mo' is None: not a value that selects a record" in str(letter.last_error)
+    assert (await plant.mo(mo))["state"] == "confirmed"
+
+
+async def test_every_webhook_is_followed_up_even_with_the_same_body(plant: Plant) -> None:
+    # res.partner has no poller here: the follow-up read is the only path. Odoo sends the
+    # same body for each change when no field is chosen: the second must not be dropped.
+    partner = await plant.client.create("res.partner", {"name": "Before"})
+    payload = {"_model": "res.partner", "_id": partner, "_action": "Notify(#2)", "id": partner}
+
+    async def names() -> set[str]:
+        events = await plant.events("odoo.record.changed.v1", None)
+        return {str(e.data["record"]["display_name"]) for e in events if e.data["id"] == partner}
+
+    async with httpx.AsyncClient(base_url=plant.url) as http:
+        assert (await http.post(f"/hooks/odoo/erp/{TOKEN}", json=payload)).status_code == 202
+        await eventually(lambda: _has(names, "Before"))
+        await plant.client.write("res.partner", [partner], {"name": "After"})
+        assert (await http.post(f"/hooks/odoo/erp/{TOKEN}", json=payload)).status_code == 200
+    await eventually(lambda: _has(names, "After"))
+    assert await names() == {"Before", "After"}
+
+
+async def _has(names: Callable[[], Any], name: str) -> bool:
+    return name in await names()
+
+
+async def test_a_delivery_that_fails_outside_the_connector_ends_dead_not_in_flight(
+    tmp_path: Path,
+) -> None:
+    # The system's password is a reference nobody set: every attempt fails before Odoo.
+    system = OdooSystem(url="http://127.0.0.1:9", db="demo", login="a", password="env:NOPE_X1")
+    spec = _subscription().model_dump()
+    spec["policy"]["retry"] = {"initial_delay": 0.05, "max_attempts": 2}
+    settings = Settings.load(
+        env={},
+        data_dir=tmp_path,
+        systems={"erp": system},
+        subscriptions=(SubscriptionSpec.model_validate(spec),),
+    )
+    async with running_hub(settings) as (hub, _):
+        await hub.publish(
+            [Event.new("production.completed.v1", MES, {"mo": "M", "quantity": 1}, subject="M")]
+        )
+
+        async def dead() -> list[Any]:
+            return await hub.store.list_deliveries("dead", DeadLetterFilter(), 10)
+
+        (letter,) = await eventually(dead)
+        assert letter.attempts == 2
+        assert "'env:NOPE_X1' is not set" in str(letter.last_error)

@@ -113,3 +113,16 @@ def test_secret_references(tmp_path: Path) -> None:
         resolve_secret("env:MISSING", env={})
     with pytest.raises(ConfigError, match="cannot read"):
         resolve_secret(f"file:{tmp_path / 'nope'}")
+
+
+def test_an_odoo_url_with_credentials_or_a_model_polled_twice_is_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path, "systems:\n  erp:\n    url: http://u:pw@odoo\n    db: demo\n")
+    with pytest.raises(ConfigError, match="carries no user or password"):
+        Settings.load(config_file=config, env={})
+    config = _config(
+        tmp_path,
+        "systems:\n  erp:\n    url: http://odoo\n    db: demo\n"
+        "    poll: [{model: stock.picking}, {model: stock.picking, every: 5}]\n",
+    )
+    with pytest.raises(ConfigError, match=r"stock\.picking polled twice"):
+        Settings.load(config_file=config, env={})

@@ -38,6 +38,14 @@ class Connections(AsyncResource):
         for client in clients.values():
             await client.aclose()
 
+    async def forget(self, name: str) -> None:
+        """Drop one system's client (its credentials stopped working): the next use opens a
+        new one with the secret references resolved again."""
+        async with self._locks[name]:
+            client = self._clients.pop(name, None)
+        if client is not None:
+            await client.aclose()
+
     def spec(self, name: str) -> SystemSpec:
         try:
             return self.systems[name]

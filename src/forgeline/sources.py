@@ -10,8 +10,11 @@ one whichever arrives first:
 * Odoo's "Send Webhook Notification" automations, the fast path: ``POST
   /hooks/odoo/<system>/<token>`` checks the token, appends the raw notification
   (``odoo.webhook.received.v1``) and answers at once — Odoo waits 1 s and never retries —
-  then wakes the model's poller, or fetches the record itself when no poller watches it.
-  A notification lost on the way (or whose fetch fails) is found by the poller's next pass.
+  then wakes the model's poller, or reads the record itself when no poller watches it (in
+  this process: an API process has none). Odoo 17 and 18 notify before they commit, so the
+  follow-up waits a moment first; 19 notifies after. A notification lost on the way, or
+  read before its commit, is found by the poller's next pass: a model that matters needs a
+  poller, with webhooks as the fast path beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +32,7 @@ from typing import Any
 
 from .connections import Connections
 from .envelope import SPECVERSION, Event, now_rfc3339
-from .exceptions import ForgelineError, NotFound
+from .exceptions import ConfigError, ForgelineError, NotFound
 from .log import Appended
 from .systems import OdooPoll, OdooSystem, resolve_secret
 
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_TYPE = "odoo.webhook.received.v1"
 _RETRY_AFTER_FAILURE = 5.0
+#: Seconds to wait before reading what Odoo 17/18 announced from inside its transaction.
+_UNCOMMITTED_GRACE = 1.5
+_REMEMBERED = 10_000
 
 Publish = Callable[[Sequence[Event]], Awaitable[list[Appended]]]
 
@@ -51,6 +58,10 @@ class OdooSources:
         self._state_dir = state_dir
         self._nudges: dict[tuple[str, str], asyncio.Event] = {}
         self._fetches: set[asyncio.Task[None]] = set()
+        self._record_locks: dict[tuple[str, str, int], asyncio.Lock] = {}
+        # The write_date last published per record by a follow-up: an older read (two
+        # notifications racing) is not published after a newer one.
+        self._published: OrderedDict[tuple[str, str, int], str] = OrderedDict()
         self.polled: dict[tuple[str, str], int] = {}  # (system, model) -> events published
 
     def systems(self) -> dict[str, OdooSystem]:
@@ -80,7 +91,6 @@ class OdooSources:
 
     def _poller(self, name: str, spec: OdooSystem, poll: OdooPoll) -> Callable[[], Awaitable[None]]:
         from .connectors.odoo import (
-            EVENT_FIELDS,
             JsonFileState,
             WriteDatePoller,
             odoo_source,
@@ -90,7 +100,7 @@ class OdooSources:
         source = odoo_source(spec.url, spec.db)
         state = JsonFileState(self._state_dir / f"{name}.{poll.model}.json")
         nudge = self._nudges[(name, poll.model)]
-        fields = poll.fields or list(EVENT_FIELDS.get(poll.model, ()))
+        fields = _fields(spec, poll.model)
 
         async def run() -> None:
             poller: WriteDatePoller | None = None
@@ -135,7 +145,12 @@ class OdooSources:
         from .connectors.odoo import from_webhook_payload, odoo_source
 
         spec = self.systems().get(system)
-        expected = resolve_secret(spec.webhook_token) if spec and spec.webhook_token else None
+        expected = None
+        if spec is not None and spec.webhook_token:
+            try:
+                expected = resolve_secret(spec.webhook_token)
+            except ConfigError as exc:  # refused like a wrong token; the operator is told
+                log.error("the webhook token of system %s cannot be read: %s", system, exc)
         if (
             spec is None
             or expected is None
@@ -159,32 +174,58 @@ class OdooSources:
             }
         )
         (appended,) = await self._publish([raw])
-        nudge = self._nudges.get((system, change.model))
-        if nudge is not None:
-            nudge.set()
-        elif not appended.duplicate:
-            task = asyncio.create_task(self._fetch(system, spec, change.model, change.id, source))
-            self._fetches.add(task)
-            task.add_done_callback(self._fetches.discard)
+        # Always followed up, duplicate or not: Odoo sends the same body for every change of
+        # a record when no field is chosen, and each may be a change the log has not seen.
+        task = asyncio.create_task(self._follow_up(system, spec, change.model, change.id))
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
         return appended
 
-    async def _fetch(
-        self, system: str, spec: OdooSystem, model: str, record_id: int, source: str
-    ) -> None:
-        from .connectors.odoo import EVENT_FIELDS, record_to_event
+    async def _follow_up(self, system: str, spec: OdooSystem, model: str, record_id: int) -> None:
+        """Read what the notification announced, once it is committed."""
+        from .connectors.odoo import odoo_source, record_to_event
 
         try:
             client = await self._connections.odoo(system)
-            fields = list(EVENT_FIELDS.get(model, ("id", "display_name", "write_date")))
-            records = await client.read(model, [record_id], fields)
-            if records:
+            if (client.version or 0) < 19:
+                # Odoo 17 and 18 notify from inside the transaction: the change is not
+                # committed yet. Reading at once would see the state before it.
+                await asyncio.sleep(_UNCOMMITTED_GRACE)
+            nudge = self._nudges.get((system, model))
+            if nudge is not None:
+                nudge.set()  # the poller reads it, in write_date order, under its watermark
+                return
+            key = (system, model, record_id)
+            async with self._record_locks.setdefault(key, asyncio.Lock()):
+                records = await client.read(model, [record_id], _fields(spec, model))
+                if not records:
+                    return
+                stamp = str(records[0].get("write_date") or "")
+                if stamp < self._published.get(key, ""):
+                    return  # a later state of this record is already in the log
+                source = odoo_source(spec.url, spec.db)
                 event = record_to_event(model, records[0], source=source, version=client.version)
                 await self._publish([event])
+                self._published[key] = stamp
+                self._published.move_to_end(key)
+                while len(self._published) > _REMEMBERED:
+                    self._published.popitem(last=False)
+            if not self._record_locks[key].locked():
+                del self._record_locks[key]
         except ForgelineError as exc:
             log.warning(
-                "fetching %s %s,%d after its webhook failed (the poller will find it): %s",
+                "following up %s %s,%d after its webhook failed (a poller would find it): %s",
                 system,
                 model,
                 record_id,
                 exc,
             )
+
+
+def _fields(spec: OdooSystem, model: str) -> list[str]:
+    """What a poller and a webhook follow-up read of ``model``: the same fields on both
+    paths, so one change gets one event id (its values are part of it)."""
+    from .connectors.odoo import COMMON_FIELDS, EVENT_FIELDS
+
+    poll = spec.poll_for(model)
+    return list((poll.fields if poll else None) or EVENT_FIELDS.get(model, COMMON_FIELDS))

@@ -84,7 +84,24 @@ class OdooSystem(_Strict):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an Odoo url is http:// or https:// with a host")
+        if parts.username is not None or parts.password is not None:
+            # It would travel in every event's source and error: credentials go in login,
+            # password or api_key, as references.
+            raise ValueError("an Odoo url carries no user or password")
         return url.rstrip("/")
+
+    @field_validator("poll")
+    @classmethod
+    def _one_poller_per_model(cls, polls: list[OdooPoll]) -> list[OdooPoll]:
+        models = [poll.model for poll in polls]
+        twice = sorted({model for model in models if models.count(model) > 1})
+        if twice:
+            # One watermark per model: two pollers would overwrite each other's.
+            raise ValueError(f"{', '.join(twice)} polled twice: join the domains with '|'")
+        return polls
+
+    def poll_for(self, model: str) -> OdooPoll | None:
+        return next((poll for poll in self.poll if poll.model == model), None)
 
     def credentials(
         self, env: dict[str, str] | None = None

@@ -4,6 +4,7 @@ and a crash between poll and commit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -171,3 +172,62 @@ async def test_rewind_forgets_uncommitted(timed: tuple[Any, Clock], connect: Con
     assert [r["id"] for r in await poller.poll()] == ids
     poller.rewind()
     assert [r["id"] for r in await poller.poll()] == ids
+
+
+class MicrosecondOdoo:
+    """What the simulator does not model: Odoo 16-18 store ``write_date`` with microseconds
+    (PostgreSQL compares those) but send it truncated to the second. Only ``search_read``,
+    with the prefix domains the poller sends."""
+
+    def __init__(self, stored: list[tuple[int, str]]) -> None:
+        self.rows = stored
+        self.calls = 0
+
+    def _term(self, row: tuple[int, str], term: tuple[str, str, Any]) -> bool:
+        field, operator, value = term
+        if field == "write_date" and value is False:
+            return operator == "!=" and bool(row[1])
+        mine: Any = row[1] if field == "write_date" else row[0]
+        return {">": mine > value, ">=": mine >= value, "<": mine < value, "=": mine == value}[
+            operator
+        ]
+
+    def _match(self, row: tuple[int, str], domain: list[Any]) -> bool:
+        def step(i: int) -> tuple[bool, int]:
+            if domain[i] in ("|", "&"):
+                left, j = step(i + 1)
+                right, k = step(j)
+                return (left or right) if domain[i] == "|" else (left and right), k
+            return self._term(row, domain[i]), i + 1
+
+        i, ok = 0, True
+        while i < len(domain):
+            value, i = step(i)
+            ok = ok and value
+        return ok
+
+    async def search_read(self, model: str, domain: list[Any], fields: Any, **kw: Any) -> Any:
+        self.calls += 1
+        rows = sorted((r for r in self.rows if self._match(r, domain)), key=lambda r: (r[1], r[0]))
+        return [{"id": i, "write_date": w[:19]} for i, w in rows[: kw["limit"]]]
+
+
+async def test_a_second_with_more_records_than_a_page_is_paged_through() -> None:
+    # One transaction stamped 600 records with the same microsecond time.
+    odoo = MicrosecondOdoo([(i, "2026-01-01 10:00:00.482113") for i in range(1, 601)])
+    poller = WriteDatePoller(odoo, "stock.move", ["id"], page_size=250)  # type: ignore[arg-type]
+    seen: list[int] = []
+    async with asyncio.timeout(5):
+        while batch := await poller.poll():
+            seen += [r["id"] for r in batch]
+            await poller.commit()
+    assert seen == list(range(1, 601))
+    assert odoo.calls < 10  # pages, not a spin
+
+
+async def test_records_never_written_are_left_out_not_fatal() -> None:
+    odoo = MicrosecondOdoo([(1, ""), (2, "2026-01-01 10:00:01.1")])
+    poller = WriteDatePoller(odoo, "res.partner", ["id"])  # type: ignore[arg-type]
+    assert [r["id"] for r in await poller.poll()] == [2]
+    await poller.commit()
+    assert poller.watermark == "2026-01-01 10:00:01"

@@ -45,11 +45,19 @@ def problem(
     return Response(orjson.dumps(body), status, headers, media_type=PROBLEM_CONTENT_TYPE)
 
 
+def _logged_path(request: Request) -> str:
+    """The route's template where there is one: a path may hold a secret (an Odoo webhook's
+    token), and logs are read by more people than secrets are."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    return str(template) if template else request.url.path
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ForgelineError)
     async def forgeline_error(request: Request, exc: ForgelineError) -> Response:
         if exc.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+            log.error("%s %s failed: %s", request.method, _logged_path(request), exc, exc_info=exc)
         return problem(exc.status, exc.problem, exc.title, exc.detail, errors=exc.errors)
 
     @app.exception_handler(RequestValidationError)
@@ -71,7 +79,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        log.error("%s %s failed", request.method, _logged_path(request), exc_info=exc)
         return problem(500, "internal-error", "Internal error", "the hub failed; see its log")
 
 

@@ -21,6 +21,7 @@ from ..envelope import Event
 from ..exceptions import (
     BackendError,
     DeliveryError,
+    ForgelineError,
     NotFound,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -173,6 +174,15 @@ class Dispatcher:
                     raise TransientDeliveryError(f"publishing failed: {exc}") from exc
         except DeliveryError as exc:
             outcome = self._failed(sub, claim, exc, started, clock)
+        except ForgelineError as exc:  # e.g. a secret reference that cannot be read now
+            failure = TransientDeliveryError(f"{type(exc).__name__}: {exc.detail}")
+            outcome = self._failed(sub, claim, failure, started, clock)
+        except Exception as exc:
+            # A bug or an unforeseen driver error: recorded as a failed attempt, so the
+            # retry budget applies and the delivery ends dead instead of in flight for ever.
+            log.exception("delivery %d to %s failed unexpectedly", claim.delivery_id, sub.id)
+            failure = TransientDeliveryError(f"internal error: {type(exc).__name__}: {exc}")
+            outcome = self._failed(sub, claim, failure, started, clock)
         else:
             self._metrics.delivered(sub.spec.name, time.time() - recorded_at)
             attempt = Attempt(claim.attempt, started, _ms(clock), "delivered", status)

@@ -6,21 +6,28 @@ by the connector (business errors are permanent and carry Odoo's message into th
 letter; network trouble, 5xx and lock errors are transient), so the dispatcher's retry
 schedule applies unchanged.
 
-Redelivery is the normal case under at-least-once (a lost answer, a worker crash), so every
-action is made safe to repeat: ``upsert`` goes through the external id; ``action`` skips
-records already in one of the target's ``done_states``. ``values`` are written before the
+Redelivery is the normal case under at-least-once (a lost answer, a worker crash), so the
+actions are made safe to repeat: ``upsert`` goes through the external id; ``action`` skips
+records already in one of the target's ``done_states``. ``call`` is at-least-once as it
+stands: after a lost answer the method runs again, so point it at methods that are safe to
+repeat (or use ``action`` with ``done_states``). Values that select records (``find``,
+``external_id``) must be present and single: a null would select every record whose field is
+empty. ``values`` are written before the
 method runs, in their own call (as Odoo's form would save them): when Odoo then refuses the
 method, they stay, and writing them again on a replay is harmless.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..connections import Connections
 from ..envelope import Event
 from ..exceptions import PermanentDeliveryError
 from ..route.subscription import OdooTarget
+
+if TYPE_CHECKING:
+    from ..connectors.odoo import OdooClient
 
 __all__ = ["deliver_to_odoo", "event_path"]
 
@@ -50,14 +57,35 @@ def _values(document: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _key(document: dict[str, Any], path: str) -> str | int | float:
+    """A value that selects records: present, a single scalar, not empty. A null here would
+    become ``= False`` in Odoo and select every record whose field is empty."""
+    value = event_path(document, path)
+    if value is None or value is False or value == "" or isinstance(value, (dict, list)):
+        raise PermanentDeliveryError(f"{path!r} is {value!r}: not a value that selects a record")
+    return value  # type: ignore[no-any-return]
+
+
 async def deliver_to_odoo(connections: Connections, target: OdooTarget, event: Event) -> None:
-    from ..connectors.odoo import call_action, upsert
+    from ..connectors.odoo import OdooAuthError
 
     client = await connections.odoo(target.system)
+    try:
+        await _deliver(client, target, event)
+    except OdooAuthError:
+        # Expired or rotated credentials: the next delivery logs in with what the secret
+        # reference holds then, without a restart.
+        await connections.forget(target.system)
+        raise
+
+
+async def _deliver(client: OdooClient, target: OdooTarget, event: Event) -> None:
+    from ..connectors.odoo import call_action, upsert
+
     document = event.to_dict()
     if target.action == "upsert":
         assert target.external_id is not None  # the spec's validator guarantees it
-        external_id = str(event_path(document, target.external_id))
+        external_id = str(_key(document, target.external_id))
         values = _values(document, target.values) if target.values else event.data
         if not isinstance(values, dict):
             raise PermanentDeliveryError("an upsert needs values: the event data is not an object")
@@ -65,13 +93,14 @@ async def deliver_to_odoo(connections: Connections, target: OdooTarget, event: E
         return
     assert target.method is not None
     domain: list[Any] = [
-        (field, "=", value) for field, value in _values(document, target.find).items()
+        (field, "=", source["const"] if isinstance(source, dict) else _key(document, source))
+        for field, source in target.find.items()
     ]
-    kwargs = _values(document, target.kwargs)
     if target.action == "call":
         ids = await client.search(target.model, domain) if target.find else None
         if target.find and not ids:
             raise PermanentDeliveryError(f"no {target.model} record matches {domain}")
+        kwargs = _values(document, target.kwargs)
         await client.call(target.model, target.method, ids=ids, **kwargs)
         return
     pending = [*domain, ("state", "not in", target.done_states)] if target.done_states else domain

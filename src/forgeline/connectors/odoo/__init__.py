@@ -26,6 +26,7 @@ from .errors import (
     OdooUnavailable,
 )
 from .events import (
+    COMMON_FIELDS,
     EVENT_FIELDS,
     WebhookChange,
     event_id,
@@ -51,6 +52,7 @@ from .records import (
 )
 
 __all__ = [
+    "COMMON_FIELDS",
     "EVENT_FIELDS",
     "READ_METHODS",
     "Binder",

@@ -188,7 +188,9 @@ class OdooClient(AsyncResource):
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).netloc
+        """``host[:port]`` (never user or password): what errors and events may name."""
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
     # --- lifecycle ------------------------------------------------------------------------
 

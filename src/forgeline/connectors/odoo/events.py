@@ -27,6 +27,7 @@ from ...envelope import SPECVERSION, Event
 from ...exceptions import InvalidInput
 
 __all__ = [
+    "COMMON_FIELDS",
     "EVENT_FIELDS",
     "WebhookChange",
     "event_id",
@@ -40,7 +41,10 @@ __all__ = [
 CHANGED = "odoo.record.changed.v1"
 
 # The fields the mapping reads, per model: what a poller or a webhook fetch must ask for.
-_COMMON = ("id", "display_name", "write_date")
+# Other models get COMMON_FIELDS only: reading every field would pull binaries and computed
+# values (which change without write_date, so each re-read would look like a new change).
+COMMON_FIELDS = ("id", "display_name", "write_date")
+_COMMON = COMMON_FIELDS
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "mrp.production": (
         *_COMMON, "name", "state", "product_id", "product_qty", "qty_produced", "origin",
@@ -61,10 +65,14 @@ _RULES: dict[str, _Rule] = {
         "confirmed": "production.order.released.v1",
         "done": "production.completed.v1",
     }.get(str(r.get("state"))),
-    "sale.order": lambda r: "sales.order.confirmed.v1" if r.get("state") == "sale" else None,
+    # "done" is a locked confirmed order (16's "Lock Confirmed Sales" goes there straight from
+    # action_confirm; purchase orders up to 18 likewise): still a confirmation to consumers.
+    "sale.order": lambda r: (
+        "sales.order.confirmed.v1" if r.get("state") in ("sale", "done") else None
+    ),
     "account.move": lambda r: "invoice.posted.v1" if r.get("state") == "posted" else None,
     "purchase.order": lambda r: (
-        "purchase.order.confirmed.v1" if r.get("state") == "purchase" else None
+        "purchase.order.confirmed.v1" if r.get("state") in ("purchase", "done") else None
     ),
     "stock.picking": lambda r: (
         {
@@ -79,9 +87,13 @@ _RULES: dict[str, _Rule] = {
 
 
 def odoo_source(url: str, db: str) -> str:
-    """``odoo://<host[:port]>/<db>``: the CloudEvents source of one Odoo database."""
-    host = urlsplit(url).netloc or url
-    return f"odoo://{host}/{db}"
+    """``odoo://<host[:port]>/<db>``: the CloudEvents source of one Odoo database (never the
+    URL's user or password, which would then travel in every event)."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return f"odoo://{host}{f':{parts.port}' if parts.port else ''}/{db}"
 
 
 def values_digest(record: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .errors import OdooProtocolError
 from .events import values_digest
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["JsonFileState", "MemoryState", "WatermarkState", "WriteDatePoller"]
 
 _FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def _next_second(stamp: str) -> str:
+    return (datetime.strptime(stamp, _FORMAT) + timedelta(seconds=1)).strftime(_FORMAT)
 
 
 class WatermarkState(Protocol):
@@ -153,7 +158,11 @@ class WriteDatePoller:
         """The next changed records not handed out before, at most ``page_size``."""
         await self._load()
         since = self._since()
-        window: list[Any] = [("write_date", ">=", since)] if since is not None else []
+        # A record never written has no write_date (migrated or SQL-loaded data): it cannot be
+        # placed behind a watermark, so it is not this poller's to find.
+        window: list[Any] = [("write_date", "!=", False)]
+        if since is not None:
+            window.append(("write_date", ">=", since))
         # Nothing is recorded until the batch is returned: a failed page leaves the poller as
         # it was, so a retry cannot skip what the failed call would have handed out.
         fresh: list[dict[str, Any]] = []
@@ -163,10 +172,14 @@ class WriteDatePoller:
             keyset: list[Any] = []
             if cursor is not None:
                 stamp, last_id = cursor
-                # (write_date, id) > cursor, spelled in Odoo's prefix notation.
+                # (write_date, id) > cursor, spelled in Odoo's prefix notation, comparing whole
+                # seconds: Odoo stores microseconds but sends the second, so "= stamp" would
+                # match nothing and "> stamp" would re-read the whole second for ever.
+                following = _next_second(stamp)
                 keyset = [
-                    "|", ("write_date", ">", stamp),
-                    "&", ("write_date", "=", stamp), ("id", ">", last_id),
+                    "|", ("write_date", ">=", following),
+                    "&", "&", ("write_date", ">=", stamp), ("write_date", "<", following),
+                    ("id", ">", last_id),
                 ]  # fmt: skip
             page = await self.client.search_read(
                 self.model,
@@ -175,12 +188,19 @@ class WriteDatePoller:
                 limit=self.page_size,
                 order="write_date asc, id asc",
             )
+            before = cursor
             for record in page:
                 key = (int(record["id"]), str(record["write_date"]), values_digest(record))
                 cursor = (key[1], key[0])
                 if key not in self._seen and key not in self._pending and key not in keys:
                     keys[key] = None
                     fresh.append(record)
+            if page and cursor == before:
+                # A full page that does not move the cursor would be asked for again and again.
+                raise OdooProtocolError(
+                    f"{self.model}: a page of {len(page)} records did not advance the "
+                    "(write_date, id) cursor; is write_date sortable on this server?"
+                )
             if len(page) < self.page_size:
                 # End of this pass: the next poll starts again at watermark - overlap, which is
                 # how records committed late (stamped before ones already seen) are found.

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import OdooBusinessError
+from .errors import OdooBusinessError, OdooConflict
+from .transports import is_conflict
 
 if TYPE_CHECKING:
     from .client import OdooClient
@@ -172,6 +173,10 @@ async def upsert(
     errors = [m for m in messages if m.get("type") == "error"]
     if errors or not ids:
         text = "; ".join(str(m.get("message")) for m in errors) or "load returned no id"
+        if is_conflict(text) or "duplicate key value" in text:
+            # load() reports a concurrent writer (serialization failure, a unique index hit
+            # by a parallel create of the same key) as a row message, rolled back: retry.
+            raise OdooConflict(f"{model}.load: {text} (upsert of {xmlid})")
         raise OdooBusinessError(
             f"{model}.load: {text} (upsert of {xmlid})",
             odoo_name="odoo.exceptions.ValidationError",

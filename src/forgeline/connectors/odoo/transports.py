@@ -46,6 +46,7 @@ from .errors import (
 __all__ = [
     "EXCERPT_LIMIT",
     "classify_named",
+    "is_conflict",
     "json2_body",
     "jsonrpc_body",
     "parse_json2",
@@ -136,9 +137,14 @@ def classify_named(
     if name in _BUSINESS:
         return OdooBusinessError(detail, **kwargs)
     haystack = f"{name or ''}\n{message}\n{debug or ''}"
-    if any(marker in haystack for marker in _CONFLICT_MARKERS):
+    if is_conflict(haystack):
         return OdooConflict(detail, **kwargs)
     return OdooServerError(detail, **kwargs)
+
+
+def is_conflict(text: str) -> bool:
+    """Whether an Odoo message names a concurrency failure (rolled back, safe to retry)."""
+    return any(marker in text for marker in _CONFLICT_MARKERS)
 
 
 def retry_after(value: str | None) -> float | None:
