@@ -231,3 +231,28 @@ async def test_batches_are_chunked(odoo17: Any, connect: Connect) -> None:
     await write_chunked(client, "res.partner", ids, {"city": "Nantes"}, chunk=8)
     assert plan.count("") == 6
     assert await client.search_count("res.partner", [("city", "=", "Nantes")]) == 23
+
+
+class _Answers:
+    """A client whose method calls answer from a script: what real Odoo answers that the
+    simulator may not (yet)."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.contexts: list[dict[str, Any]] = []
+
+    async def call(self, model: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        self.contexts.append(dict(kwargs.get("context") or {}))
+        return self.answers.pop(0)
+
+
+async def test_an_action_that_shows_a_record_is_a_result_not_a_wizard() -> None:
+    # Real Odoo's button_mark_done answers, after creating backorders, with an action that
+    # opens the backorder (no target "new"): the work is done, nothing to complete.
+    shown = {"type": "ir.actions.act_window", "res_model": "mrp.production", "res_id": 7}
+    client = _Answers(shown)
+    assert await call_action(client, "mrp.production", "button_mark_done", [3]) == shown  # type: ignore[arg-type]
+    wizard = {**shown, "res_model": "mrp.production.backorder", "target": "new"}
+    client = _Answers(wizard, shown)
+    assert await call_action(client, "mrp.production", "button_mark_done", [3]) == shown  # type: ignore[arg-type]
+    assert client.contexts[1] == {"skip_backorder": True}  # completed as "no backorder"

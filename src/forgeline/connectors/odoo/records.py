@@ -260,7 +260,14 @@ async def call_action(
 
 
 def _wizard_model(result: Any) -> str | None:
-    if isinstance(result, dict) and result.get("type") == "ir.actions.act_window":
+    """The wizard a method answered with instead of doing the work, if any. A wizard opens in
+    a dialog (``target: "new"``); an action that merely shows a record - what
+    ``button_mark_done`` answers after creating backorders - means the work is done."""
+    if (
+        isinstance(result, dict)
+        and result.get("type") == "ir.actions.act_window"
+        and result.get("target") == "new"
+    ):
         return str(result.get("res_model") or "?")
     return None
 
