@@ -12,6 +12,8 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
+import httpx
+import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -91,6 +93,37 @@ def test_sim_odoo_serves_a_demo_database_that_keeps_its_state(tmp_path: Path) ->
         return int(count)
 
     assert serve_and(generated) > 20  # --records generated open orders beside the demo data
+
+
+@pytest.mark.parametrize(
+    ("system", "path"),
+    [("mes", "/api/lines"), ("wms", "/api/v1/bins"), ("qms", "/api/inspections")],
+)
+def test_sim_serves_the_plant_systems(system: str, path: str) -> None:
+    port = _free_port()
+    forgeline = str(Path(sys.executable).with_name("forgeline"))
+    command = [forgeline, "sim", system, "--port", str(port), "--seed", "7"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, f"the {system} simulator did not start"
+                time.sleep(0.05)
+        assert answer.status_code == 200, answer.text
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0  # a clean stop on SIGTERM
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+def test_sim_qms_refuses_a_malformed_lot_script() -> None:
+    result = invoke("sim", "qms", "--lot", "L1")
+    assert result.exit_code == 2 and "LOT=RESULT" in result.output
 
 
 def test_sync_odoo_writes_every_record_as_json_lines(tmp_path: Path) -> None:

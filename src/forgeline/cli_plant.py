@@ -85,6 +85,93 @@ def sim_odoo(
     run(port=port, host=host, version=odoo_version, data=data, admin=faults, ready=ready)
 
 
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+Host = Annotated[str, typer.Option(help="Address to bind.")]
+Seed = Annotated[int, typer.Option(help="Seed of the simulation's choices.")]
+Data = Annotated[Path | None, typer.Option(help="JSON file that keeps the state.")]
+Callback = Annotated[
+    str | None, typer.Option("--callback-url", help="POST the system's callbacks here.")
+]
+Faults = Annotated[bool, typer.Option(help="Enable the /__sim__/faults admin endpoint.")]
+
+
+@sim_app.command("mes")
+def sim_mes(
+    port: Port = 8071,
+    host: Host = "127.0.0.1",
+    broker: Annotated[
+        str | None, typer.Option(help="Publish over MQTT here: mqtt://host:1883.")
+    ] = None,
+    post_to: Annotated[
+        str | None, typer.Option("--post-to", help="Or POST each message to this URL.")
+    ] = None,
+    site: Annotated[str, typer.Option(help="The site in the topics.")] = "site1",
+    tick: Annotated[float, typer.Option(min=0.01, help="Seconds per production cycle.")] = 1.0,
+    seed: Seed = 0,
+    data: Data = None,
+    faults: Faults = False,
+) -> None:
+    """Serve a simulated MES: work orders over REST, production, consumption and state
+    messages over MQTT (or HTTP), in its own vocabulary."""
+    from .sim.mes import run
+
+    run(
+        port, host, site=site, broker=broker, post_to=post_to, tick=tick, seed=seed,
+        data=data, admin=faults,
+    )  # fmt: skip
+
+
+@sim_app.command("wms")
+def sim_wms(
+    port: Port = 8072,
+    host: Host = "127.0.0.1",
+    auto_complete: Annotated[
+        float | None, typer.Option(help="Seconds after which new tasks complete by themselves.")
+    ] = None,
+    callback_url: Callback = None,
+    seed: Seed = 0,
+    data: Data = None,
+    faults: Faults = False,
+) -> None:
+    """Serve a simulated WMS: put-away tasks and stock by bin, in its own vocabulary."""
+    from .sim.wms import run
+
+    run(
+        port, host, auto_complete=auto_complete, callback_url=callback_url, seed=seed,
+        data=data, admin=faults,
+    )  # fmt: skip
+
+
+@sim_app.command("qms")
+def sim_qms(
+    port: Port = 8073,
+    host: Host = "127.0.0.1",
+    lot: Annotated[
+        list[str] | None,
+        typer.Option(help="LOT=RESULT: script one lot (e.g. L1-2600001=REJECTED)."),
+    ] = None,
+    reject_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    decide_after: Annotated[float, typer.Option(min=0.0)] = 0.5,
+    callback_url: Callback = None,
+    seed: Seed = 0,
+    data: Data = None,
+    faults: Faults = False,
+) -> None:
+    """Serve a simulated QMS: inspections, results and lot holds, in its own vocabulary."""
+    from .sim.qms import run
+
+    lots: dict[str, str] = {}
+    for item in lot or []:
+        name, sep, result = item.partition("=")
+        if not sep or not name or not result:
+            raise _fail(f"--lot {item!r}: write LOT=RESULT", 2)
+        lots[name] = result.upper()
+    run(
+        port, host, lots=lots, reject_rate=reject_rate, decide_after=decide_after,
+        callback_url=callback_url, seed=seed, data=data, admin=faults,
+    )  # fmt: skip
+
+
 OdooUrl = Annotated[str, typer.Option("--url", envvar="ODOO_URL", help="Odoo's base URL.")]
 
 
