@@ -28,5 +28,10 @@ check: lint test
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# A sabotaged run the checker must fail, then every fault scenario against real processes and
+# the checker's table (exit 1 on a violation).
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults --self-test
+
 clean:
 	rm -rf $(VENV) .forgeline .pytest_cache .mypy_cache .ruff_cache
