@@ -11,6 +11,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import nats
 import nats.js.errors
@@ -228,3 +229,27 @@ async def test_concurrent_appenders_on_separate_connections_leave_no_gaps(url: s
         assert own == sorted(own)  # each batch, and each writer's batches, in order
     assert sorted(p for own in positions for p in own) == list(range(1, 301))
     assert seen == list(range(1, 301))
+
+
+async def test_wake_ups_resume_after_the_server_restarts(tmp_path: Path) -> None:
+    # A restarted server forgets ephemeral consumers; nats-py reconnects the connection only.
+    # Without a new wake-up subscription a reader would fall back to its slow poll for good.
+    from .faults.processes import PrivateNats, until
+
+    if not PrivateNats.available():
+        pytest.skip("no nats-server binary to run a private server")
+    server = PrivateNats(tmp_path)
+    await server.start()
+    url = f"{server.url}?stream=WAKE_{uuid.uuid4().hex[:8].upper()}&partitions=2"
+    try:
+        async with open_log(url) as writer, open_log(url) as reader:
+            assert isinstance(reader, NatsLog)
+            server.terminate()
+            await until(lambda: reader.poll_interval < 5.0, 20, "the reader to notice")
+            await server.start()  # same port, same store
+            await until(lambda: reader.poll_interval == 5.0, 20, "a new wake-up subscription")
+            signal = reader.changed()
+            await writer.append(make(1))
+            await asyncio.wait_for(signal.wait(), 1.0)  # woken, not polled 5 s later
+    finally:
+        server.terminate()

@@ -139,6 +139,7 @@ class NatsLog(EventLog):
         self._nc: Any = None
         self._js: Any = None
         self._watch: Any = None
+        self._resubscribing: asyncio.Task[None] | None = None
         self.poll_interval = _POLL_DEAF
         self._connected = asyncio.Event()
         self._connected.set()
@@ -181,6 +182,10 @@ class NatsLog(EventLog):
     async def aclose(self) -> None:
         if self._nc is None:
             return
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._resubscribing
         nc, self._nc = self._nc, None
         await nc.close()
 
@@ -189,12 +194,26 @@ class NatsLog(EventLog):
 
     async def _on_disconnected(self) -> None:
         self._connected.clear()
+        # The wake-up consumer may not survive (a restarted server forgets ephemeral
+        # consumers): poll at the quick pace until a new one is in place.
+        self.poll_interval = _POLL_DEAF
         lost, self._lost = self._lost, asyncio.Event()
         lost.set()
 
     async def _on_reconnected(self) -> None:
         self._connected.set()
+        # nats-py reconnects the connection, not a consumer the server has dropped: make a
+        # new wake-up subscription (kept referenced: a bare task may be collected).
+        self._resubscribing = asyncio.create_task(self._resubscribe())
         # Appends made while we were away woke no one here.
+        self.notify()
+
+    async def _resubscribe(self) -> None:
+        old, self._watch = self._watch, None
+        if old is not None:
+            with contextlib.suppress(Exception):  # its server side may be gone already
+                await old.unsubscribe()
+        await self._subscribe()
         self.notify()
 
     def _describe(self) -> str:
