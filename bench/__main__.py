@@ -207,7 +207,14 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="sample the hub with py-spy (installed apart)"
     )
+    # Scale-out bench (bench/scaleout.py): PostgreSQL and NATS, split processes; on its own.
+    parser.add_argument("--scaleout", action="store_true", help="run python -m bench.scaleout")
     args = parser.parse_args()
+    if args.scaleout:
+        from . import scaleout  # needs asyncpg and nats-py (the postgres, nats extras)
+
+        scaleout.main([])
+        return
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
