@@ -52,6 +52,17 @@ class PostgresUrl:
             )
         rest = urlencode([(key, value) for key, value in query if key not in mine])
         self.dsn = urlunsplit(parts._replace(query=rest))
+        self._url = url
+
+    def pool_size(self, default: int) -> int:
+        """``?pool_size=N`` (when the caller owns that option), else ``default``."""
+        try:
+            size = int(self.options.get("pool_size", default))
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ConfigError(f"pool_size in {redacted(self._url)!r} must be a positive integer")
+        return size
 
 
 def redacted(dsn: str) -> str:

@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import importlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from uvicorn import Server as uvicornServer
 
 from . import cli_plant
 from .config import Settings
@@ -143,24 +146,49 @@ def serve(
 
 
 def _run_worker(settings: Settings) -> None:
-    """A worker process: no HTTP, until SIGINT/SIGTERM; in-flight attempts finish first."""
-    import signal
+    """A worker process until SIGINT/SIGTERM (in-flight attempts finish first), serving only
+    /healthz, /readyz and /metrics on --port, for probes and Prometheus."""
+    import uvicorn
 
+    from .api.app import create_ops_app
     from .hub import Hub
 
     async def work() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with Hub(settings):
-            out.print(
-                f"[green]Forgeline worker[/green] pid {os.getpid()} · log {_scheme(settings.log)}"
-                f" · store {_scheme(settings.store)}"
+        async with Hub(settings) as hub:
+            config = uvicorn.Config(
+                create_ops_app(hub),
+                host=settings.host,
+                port=settings.port,
+                lifespan="off",
+                access_log=False,
+                log_level="warning",
             )
-            await stop.wait()
+            server = _OpsServer(config)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, server.request_exit)
+            out.print(
+                f"[green]Forgeline worker[/green] pid {os.getpid()} · log "
+                f"{_scheme(settings.log)} · store {_scheme(settings.store)} · "
+                f"ops on http://{settings.host}:{settings.port}"
+            )
+            await server.serve()
+            if not server.started:
+                raise ForgelineError(f"cannot serve the worker's ops port {settings.port}")
 
     asyncio.run(work())
+
+
+class _OpsServer(uvicornServer):
+    """uvicorn without its own signal handling: it re-raises a caught SIGTERM once it has
+    stopped, which would end the process before the hub let in-flight attempts finish."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
 
 
 def _scheme(url: str) -> str:

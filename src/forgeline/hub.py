@@ -25,7 +25,7 @@ from .connections import Connections
 from .deliver.dispatcher import Dispatcher
 from .deliver.sinks import HttpSender
 from .envelope import Event
-from .exceptions import Conflict, ForgelineError, InvalidSubscription
+from .exceptions import BackendError, Conflict, ForgelineError, InvalidSubscription
 from .log import Appended, EventLog, open_log
 from .metrics import Metrics
 from .route.router import Router, SubscriptionTable, routed_to
@@ -271,7 +271,9 @@ class Hub(AsyncResource):
     async def refresh_gauges(self) -> None:
         names = {sub.id: sub.spec.name for sub in await self.store.list_subscriptions()}
         self.metrics.set_backlog(names, await self.store.backlog())
-        self.metrics.unrouted.set(max(0, await self.log.head() - self.router.position))
+        # An API process routes nothing: the workers' cursor is in the store.
+        routed = self.router.position if self._tasks else await self.store.routed_up_to()
+        self.metrics.unrouted.set(max(0, await self.log.head() - routed))
 
     async def enforce_retention(self) -> tuple[int, int]:
         """Forget finished deliveries and trim the log, never past what is still needed."""
@@ -289,7 +291,11 @@ class Hub(AsyncResource):
         a worker whose router is idle still picks the changes up."""
         while True:
             await asyncio.sleep(_REFRESH_EVERY)
-            await self.subscriptions.refresh()
+            try:
+                await self.subscriptions.refresh()
+            except BackendError as exc:  # the store is away: the next turn tries again
+                log.warning("refreshing subscriptions failed: %s", exc)
+                continue
             self.dispatcher.wake()
 
     async def _retention_loop(self) -> None:

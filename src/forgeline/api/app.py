@@ -24,7 +24,7 @@ from .hooks import hooks
 from .problems import BodyLimit, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
 
-__all__ = ["create_app"]
+__all__ = ["add_operations", "create_app", "create_ops_app"]
 
 
 async def require_key(request: Request) -> None:
@@ -70,6 +70,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.include_router(deadletters, dependencies=guarded)
     app.include_router(hooks)  # authenticated per hook, by its own secret
 
+    add_operations(app, the_hub)
+    return app
+
+
+def add_operations(app: FastAPI, hub: Hub) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics``: what orchestrators and Prometheus probe."""
+
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
@@ -77,17 +84,23 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     @app.get("/readyz", tags=["operations"], summary="The hub can take and deliver events")
     async def readyz() -> Response:
         try:
-            await the_hub.log.head()
-            await the_hub.store.routed_up_to()
+            await hub.log.head()
+            await hub.store.routed_up_to()
         except BackendError as exc:
             return json_response({"status": "unavailable", "detail": exc.detail}, 503)
-        if not the_hub.running:
+        if not hub.running:
             return json_response({"status": "starting"}, 503)
         return json_response({"status": "ready"})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:
-        await the_hub.refresh_gauges()
-        return Response(the_hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        await hub.refresh_gauges()
+        return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+
+def create_ops_app(hub: Hub) -> FastAPI:
+    """What a worker process serves: its health and its metrics (delivery counters and
+    latencies live in the workers), nothing else."""
+    app = FastAPI(title="Forgeline worker", version=__version__, openapi_url=None)
+    add_operations(app, hub)
     return app

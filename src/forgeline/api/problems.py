@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..exceptions import ForgelineError, PayloadTooLarge
+from ..exceptions import BackendError, ForgelineError, PayloadTooLarge
 
 __all__ = ["BodyLimit", "install_problem_handlers", "problem"]
 
@@ -56,7 +56,10 @@ def _logged_path(request: Request) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ForgelineError)
     async def forgeline_error(request: Request, exc: ForgelineError) -> Response:
-        if exc.status >= 500:
+        if isinstance(exc, BackendError):
+            # An engine outage fails every request alike: one line each, no traceback flood.
+            log.error("%s %s failed: %s", request.method, _logged_path(request), exc)
+        elif exc.status >= 500:
             log.error("%s %s failed: %s", request.method, _logged_path(request), exc, exc_info=exc)
         return problem(exc.status, exc.problem, exc.title, exc.detail, errors=exc.errors)
 

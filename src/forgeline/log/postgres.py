@@ -88,14 +88,14 @@ async def _reset(conn: Any) -> None:
 
 
 class PostgresLog(EventLog):
-    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
         super().__init__()
         self.url = url
-        parsed = PostgresUrl(url)
+        parsed = PostgresUrl(url, own=("pool_size",))
         self._dsn, self.schema = parsed.dsn, parsed.schema
         self._s = f'"{self.schema}"'
         self._channel = f"forgeline_log_{self.schema}"
-        self._pool_size = pool_size
+        self._pool_size = pool_size or parsed.pool_size(4)
         self._pool: Any = None
         self._listener: Any = None
         self._listen_task: asyncio.Task[None] | None = None

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 from ulid import ULID
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, redacted, translate
+from .._postgres import DRIVER_ERRORS, PostgresUrl, translate
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -71,13 +71,7 @@ _SUBSCRIPTION_COLUMNS = "id, spec, created_at, updated_at, start_position"
 def parse_url(url: str) -> tuple[str, str, int]:
     """The DSN for asyncpg, the schema the store lives in and the pool size, from ``url``."""
     parsed = PostgresUrl(url, own=("pool_size",))
-    try:
-        pool_size = int(parsed.options.get("pool_size", _DEFAULT_POOL))
-    except ValueError:
-        pool_size = 0
-    if pool_size < 1:
-        raise ConfigError(f"pool_size in {redacted(url)!r} must be a positive integer")
-    return parsed.dsn, parsed.schema, pool_size
+    return parsed.dsn, parsed.schema, parsed.pool_size(_DEFAULT_POOL)
 
 
 async def _keep_session(conn: Any) -> None:
