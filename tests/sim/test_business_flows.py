@@ -121,13 +121,24 @@ def test_mark_done_short_returns_the_backorder_wizard(env: Any) -> None:
     action = production.button_mark_done()
     assert action["type"] == "ir.actions.act_window"
     assert action["res_model"] == "mrp.production.backorder"
+    assert action["target"] == "new"  # a wizard opens in a dialog
     wizard = env["mrp.production.backorder"].with_context(action["context"]).create({})
-    assert wizard.action_backorder() is True
+    navigate = wizard.action_backorder()
     assert production.state == "done" and production.product_qty == 1.0
     backorder = env["mrp.production"].search([("name", "=like", production.name[:-4] + "-%")])
     assert sorted(backorder.mapped("name")) == [production.name, production.name[:-4] + "-002"]
     rest = backorder - production
     assert rest.product_qty == 2.0 and rest.state == "confirmed"
+    # Having created a backorder, Odoo answers with the backorder's form (mrp_production.py
+    # button_mark_done): a navigation action, not a wizard - no target "new".
+    assert navigate["type"] == "ir.actions.act_window" and "target" not in navigate
+    assert (navigate["res_model"], navigate["view_mode"]) == ("mrp.production", "form")
+    assert navigate["res_id"] == rest.id
+    context = navigate["context"]
+    assert context["mo_ids_to_backorder"] is None
+    assert context["button_mark_done_production_ids"] is None
+    assert context["skip_backorder"] is False  # skip_* keys are reset
+    assert not any(key.startswith("default_") for key in context)
 
     # skip_backorder without mo_ids_to_backorder closes the remainder instead.
     rest.write({"qty_producing": 1.0})
@@ -304,7 +315,15 @@ def test_order_changes_after_confirmation(env: Any) -> None:
         line.unlink()
     with pytest.raises(UserError, match="You must first cancel it"):
         order.unlink()
-    order.action_cancel()
+    # A confirmed order answers with the sale.order.cancel wizard (Odoo 16-18
+    # sale_order.py _show_cancel_wizard); its action_cancel cancels.
+    action = order.action_cancel()
+    assert (action["res_model"], action["target"]) == ("sale.order.cancel", "new")
+    assert action["context"]["default_order_id"] == order.id
+    assert order.state == "sale"
+    wizard = env["sale.order.cancel"].with_context(action["context"]).create({})
+    assert wizard.order_id == order
+    assert wizard.action_cancel() is True
     assert order.state == "cancel" and picking.state == "cancel"
     assert on_hand(env, "product.product_table_leg")[1] == 8.0  # only the demo MO's reservation
     order.unlink()

@@ -71,10 +71,19 @@ def test_status_codes(odoo19: OdooServer) -> None:
     assert_error(
         call(odoo19, "no.such.model", "search", {}, key), 404, "werkzeug.exceptions.NotFound"
     )
-    assert_error(
-        call(odoo19, "res.partner", "_private", {}, key), 404, "werkzeug.exceptions.NotFound"
+    # odoo/service/model.py get_public_method (19): a "_" name is an AccessError (403, the
+    # route lets it through), an unknown method an AttributeError the route makes a 404.
+    private = assert_error(
+        call(odoo19, "res.partner", "_private", {}, key), 403, "odoo.exceptions.AccessError"
     )
-    assert_error(call(odoo19, "res.partner", "nope", {}, key), 404, "werkzeug.exceptions.NotFound")
+    assert private["message"] == (
+        "Private methods (such as 'res.partner._private') cannot be called remotely."
+    )
+    assert "odoo.exceptions.AccessError: Private methods" in private["debug"]
+    nope = assert_error(
+        call(odoo19, "res.partner", "nope", {}, key), 404, "werkzeug.exceptions.NotFound"
+    )
+    assert nope["message"] == "The method 'res.partner.nope' does not exist"
     unexpected = call(odoo19, "res.partner", "search", {"domain": [], "bogus": 1}, key)
     assert_error(unexpected, 422, "werkzeug.exceptions.UnprocessableEntity")
     missing = call(odoo19, "res.partner", "write", {"ids": [99999999], "vals": {"name": "x"}}, key)

@@ -29,6 +29,9 @@ __all__ = [
 class OdooError(Exception):
     """Base of the errors Odoo reports to clients by name and message."""
 
+    # Tracebacks (the ``debug`` text clients receive) read "odoo.exceptions.UserError: ...".
+    __module__ = "odoo.exceptions"
+
     odoo_name = "odoo.exceptions.UserError"
 
     def __init__(self, message: str) -> None:
@@ -37,26 +40,32 @@ class OdooError(Exception):
 
 
 class UserError(OdooError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.UserError"
 
 
 class ValidationError(UserError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.ValidationError"
 
 
 class MissingError(UserError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.MissingError"
 
 
 class RedirectWarning(UserError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.RedirectWarning"
 
 
 class AccessError(OdooError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.AccessError"
 
 
 class AccessDenied(OdooError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.AccessDenied"
 
     def __init__(self, message: str = "Access Denied") -> None:
@@ -64,4 +73,5 @@ class AccessDenied(OdooError):
 
 
 class LockError(OdooError):
+    __module__ = "odoo.exceptions"
     odoo_name = "odoo.exceptions.LockError"

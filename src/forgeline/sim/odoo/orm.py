@@ -79,7 +79,7 @@ class Model(ImportMixin):
         storage = env.storage
         name = self._name
         model_fields = self._fields
-        now = env.now()
+        now = env.database.stamp()
         uid = env.uid
         defaults = self._default_values(vals_list)
         new_ids: list[int] = []
@@ -198,7 +198,7 @@ class Model(ImportMixin):
                 if field.type == "many2one" and cached:
                     self._check_reference(field, cached)
                 scalars[key] = cached
-        now = env.now()
+        now = env.database.stamp()
         events = env.database.events
         for rid in dict.fromkeys(self._ids):
             changed = set(storage.update(self._name, rid, scalars)) if scalars else set()
@@ -364,7 +364,17 @@ class Model(ImportMixin):
         return self.write({"active": True})
 
     def copy(self, default: Mapping[str, Any] | None = None) -> Any:
-        self.ensure_one()
+        """Duplicate the records. 16/17: one record (``ensure_one``), and RPC answers the new
+        id (``@api.returns('self', lambda value: value.id)``); 18+: any number of records,
+        and RPC answers the list of new ids (odoo/models.py)."""
+        if self.env.version <= 17:
+            self.ensure_one()
+        copies = self.browse(())
+        for record in self:
+            copies |= record._copy_one(default)
+        return copies
+
+    def _copy_one(self, default: Mapping[str, Any] | None) -> Any:
         row = self._table().rows.get(self._ids[0])
         if row is None:
             raise missing_error(self._name, self._ids, self.env.uid)

@@ -90,6 +90,12 @@ class Registry:
                     fields.pop(fname, None)
         model._fields = fields
         model.create = _normalizing_create(model)  # type: ignore[method-assign]
+        if self.version <= 17:
+            # 18 renamed name_search's domain keyword ``args`` to ``domain``.
+            model.name_search = _args_name_search(model)  # type: ignore[method-assign]
+        order = getattr(model, "_order_by_version", None)
+        if order is not None:
+            model._order = order(self.version)
         self.models[name] = model
         return model
 
@@ -106,6 +112,23 @@ def _normalizing_create(model: type[Model]) -> Callable[..., Any]:
     return model_method(create)
 
 
+def _args_name_search(model: type[Model]) -> Callable[..., Any]:
+    """Odoo 16/17's ``name_search(name='', args=None, operator='ilike', limit=100)``."""
+
+    def name_search(
+        self: Any,
+        name: str = "",
+        args: Any = None,
+        operator: str = "ilike",
+        limit: int | None = 100,
+    ) -> Any:
+        return super(model, self).name_search(name, args, operator, limit)
+
+    name_search.__doc__ = "Records whose display name matches ``name``, within ``args``."
+    name_search.__qualname__ = "BaseModel.name_search"  # how Odoo's TypeErrors name it
+    return model_method(name_search)
+
+
 class Database:
     """One simulated database: its registry, its rows, its clock, and per-call bookkeeping."""
 
@@ -115,6 +138,8 @@ class Database:
         self.storage = storage
         self.clock = clock
         self._last_now: dt.datetime | None = None
+        # The running transaction's timestamp (PostgreSQL's now(), Odoo's cr.now()).
+        self._tx_stamp: str | None = None
         # (kind, model, id, changed field names) of the running transaction, for automations.
         self.events: list[tuple[str, str, int, frozenset[str]]] = []
         # Values assigned by compute methods, read back by the ORM: (model, field, id) -> value.
@@ -128,16 +153,34 @@ class Database:
     def version(self) -> int:
         return self.registry.version
 
-    def now(self) -> dt.datetime:
+    def _precise_now(self) -> dt.datetime:
         now = self.clock()
         if now.tzinfo is not None:
             now = now.astimezone(dt.UTC).replace(tzinfo=None)
-        now = now.replace(microsecond=0)
         # Never earlier than what was handed out: write_date is a sync watermark.
         if self._last_now is not None and now < self._last_now:
             now = self._last_now
         self._last_now = now
         return now
+
+    def now(self) -> dt.datetime:
+        """The current UTC time to the second (what datetime fields hold)."""
+        return self._precise_now().replace(microsecond=0)
+
+    def stamp(self) -> str:
+        """``create_date``/``write_date`` of what the running transaction writes: its start
+        time to the microsecond, like PostgreSQL's ``now()`` behind Odoo's ``cr.now()``. Stored
+        as "YYYY-MM-DD HH:MM:SS.ffffff" (no fraction on a whole second, so it still compares
+        like PostgreSQL with a wire value of that second); ``read`` sends the second only."""
+        if self._tx_stamp is not None:
+            return self._tx_stamp
+        now = self._precise_now()
+        text = now.strftime(DATETIME_FORMAT)
+        if now.microsecond:
+            text += f".{now.microsecond:06d}"
+        if self.depth:
+            self._tx_stamp = text
+        return text
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -168,6 +211,7 @@ class Database:
             raise
         finally:
             self.depth = 0
+            self._tx_stamp = None
             self.events.clear()
             self.computed.clear()
         for callback in after_commit:

@@ -204,6 +204,9 @@ class SearchMixin(BaseModel):
                 values = [list(v) for v in values]
             elif field.type in ("json",):
                 values = [field.to_read(v, env, load) for v in values]
+            elif field.type == "datetime":
+                # create_date/write_date are stored to the microsecond; Odoo sends the second.
+                values = [v[:19] if isinstance(v, str) else v for v in values]
             for record, value in zip(result, values, strict=True):
                 record[name] = value if value is not None else False
         return result

@@ -328,16 +328,42 @@ class OdooSimulator:
     # -- RPC -----------------------------------------------------------------------------
 
     def _method(self, database: Database, model: str, method: str) -> Callable[..., Any]:
+        """The method RPC may call, or Odoo's error, in Odoo's order of checks.
+
+        16/17 (odoo/service/model.py ``check_method_name``, before the model is looked up):
+        ``^(_.*|init)$`` is private, AccessError "Private methods (such as _x) cannot be called
+        remotely.". 18+ (``get_public_method``, after the model): an unknown method is an
+        AttributeError "The method 'res.partner.foo' does not exist" (JSON-2: 404), a private
+        one an AccessError "Private methods (such as 'res.partner._x') cannot be called
+        remotely." (JSON-2: 403); 18 looks the method up first (a missing ``_x`` does not
+        exist), 19 rejects a ``_`` name before looking it up."""
+        version = self.version
+        if version <= 17 and (method.startswith("_") or method == "init"):
+            raise AccessError(f"Private methods (such as {method}) cannot be called remotely.")
         if model not in database.registry:
             raise UserError(f"Object {model} doesn't exist")
-        if method.startswith("_") or method in _NOT_RPC:
-            raise AccessError(f"Private methods (such as {method}) cannot be called remotely.")
+        private = (
+            AccessError(f"Private methods (such as {method}) cannot be called remotely.")
+            if version <= 17
+            else AccessError(
+                f"Private methods (such as '{model}.{method}') cannot be called remotely."
+            )
+        )
+        if version >= 19 and method.startswith("_"):
+            raise private
+        missing = (
+            AttributeError(f"The method '{method}' does not exist on the model '{model}'")
+            if version <= 17
+            else AttributeError(f"The method '{model}.{method}' does not exist")
+        )
         cls = database.registry[model]
         func = getattr(cls, method, None)
         if func is None or isinstance(func, (Field, property)) or not callable(func):
-            raise AttributeError(f"The method '{method}' does not exist on the model '{model}'")
-        if not available(func, self.version):
-            raise AttributeError(f"The method '{method}' does not exist on the model '{model}'")
+            raise missing
+        if method.startswith("_") or method in _NOT_RPC:
+            raise private  # 18+: private names and @api.private helpers (sudo, browse...)
+        if not available(func, version):
+            raise missing
         return func  # type: ignore[no-any-return]
 
     def _check_uid(self, db: str, uid: int) -> None:
@@ -366,7 +392,7 @@ class OdooSimulator:
                     raise TypeError(f"{model}.{method}() missing the record ids (args[0])")
                 ids, args = args[0], args[1:]
                 result = getattr(records.browse(_ids(ids)), method)(*args, **kwargs)
-            return to_wire(result)
+            return to_wire(_downgrade(env, method, result))
 
     @_locked
     def call_json2(self, db: str, uid: int, model: str, method: str, body: dict[str, Any]) -> Any:
@@ -382,7 +408,7 @@ class OdooSimulator:
             if not is_model_method(type(records), method):
                 records = records.browse(_ids(ids or []))
             result = getattr(records, method)(**params)
-            return to_wire(result)
+            return to_wire(_downgrade(env, method, result))
 
     @_locked
     def describe_model(self, db: str, uid: int, model: str) -> dict[str, Any]:
@@ -521,6 +547,14 @@ class OdooSimulator:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _downgrade(env: Environment, method: str, result: Any) -> Any:
+    """What ``@api.returns('self', lambda value: value.id)`` gives an RPC caller: ``copy``
+    answers the new id on 16/17 (18 dropped the decorator: a list of ids)."""
+    if method == "copy" and env.version <= 17 and isinstance(result, Model):
+        return result.id
+    return result
 
 
 def _ids(value: Any) -> list[int]:

@@ -204,17 +204,22 @@ class AccountMove(Model):
                 vals["name"] = env.next_sequence(f"account.move.{prefix}", prefix)
             move.write(vals)
 
-    def button_draft(self) -> bool:
+    # account/models/account_move.py (16-18): button_draft and button_cancel return nothing, so
+    # None reaches the wire (XML-RPC fault 1 after the work is committed).
+
+    def button_draft(self) -> None:
         if any(m.state not in ("posted", "cancel") for m in self):
             raise UserError("Only posted/cancelled journal entries can be reset to draft.")
         self.write({"state": "draft"})
-        return True
 
-    def button_cancel(self) -> bool:
+    def button_cancel(self) -> None:
+        # "Shortcut to move from posted to cancelled directly": posted moves are reset first.
+        posted = self.filtered(lambda m: m.state == "posted")
+        if posted:
+            posted.button_draft()
         if any(m.state != "draft" for m in self):
             raise UserError("Only draft journal entries can be cancelled.")
         self.write({"state": "cancel"})
-        return True
 
 
 class AccountMoveLine(Model):

@@ -3,7 +3,9 @@
 An MO gets its component moves (WH/Stock → Production) and its finished move (Production →
 WH/Stock) from the BoM when created in draft, as Odoo's computed ``move_raw_ids`` do.
 ``button_mark_done`` consumes components, produces the finished quantity (with its lot when
-the product is tracked), and asks about a backorder when less than planned was produced.
+the product is tracked), and asks about a backorder when less than planned was produced: a
+wizard action (``target: "new"``). Once it created backorders it answers, like Odoo, with an
+action that opens them (no ``target``), else True.
 Consuming more than is on hand is allowed and leaves negative quants, like Odoo with the
 default "Allowed with warning" consumption (Odoo's warnings compare consumption with the BoM,
 not with stock); the simulator does not model the consumption-warning wizard.
@@ -39,14 +41,35 @@ MO_STATES = [
     ("done", "Done"),
     ("cancel", "Cancelled"),
 ]
-WO_STATES = [
-    ("pending", "Waiting for another WO"),
-    ("waiting", "Waiting for components"),
-    ("ready", "Ready"),
-    ("progress", "In Progress"),
-    ("done", "Finished"),
-    ("cancel", "Cancelled"),
-]
+
+
+def _wo_states(version: int) -> list[tuple[str, str]]:
+    """mrp.workorder states: 18 replaced pending/waiting by ``blocked`` (a work order no longer
+    waits for components; 19's labels read from mrp/models/mrp_workorder.py, 18's assumed)."""
+    if version >= 19:
+        return [
+            ("blocked", "Blocked"),
+            ("ready", "To Do"),
+            ("progress", "In Progress"),
+            ("done", "Done"),
+            ("cancel", "Cancelled"),
+        ]
+    if version == 18:
+        return [
+            ("blocked", "Blocked"),
+            ("ready", "Ready"),
+            ("progress", "In Progress"),
+            ("done", "Finished"),
+            ("cancel", "Cancelled"),
+        ]
+    return [
+        ("pending", "Waiting for another WO"),
+        ("waiting", "Waiting for components"),
+        ("ready", "Ready"),
+        ("progress", "In Progress"),
+        ("done", "Finished"),
+        ("cancel", "Cancelled"),
+    ]
 
 
 def _date_fields(version: int) -> tuple[str, str]:
@@ -61,7 +84,16 @@ def _date_fields(version: int) -> tuple[str, str]:
 class MrpProduction(Model):
     _name = "mrp.production"
     _description = "Production Order"
-    _order = "priority desc, id desc"
+    _order = "priority desc, date_start asc,id"
+
+    @staticmethod
+    def _order_by_version(version: int) -> str:
+        # mrp/models/mrp_production.py: 16 "priority desc, date_planned_start asc,id";
+        # 17 renamed the planned start date.
+        if version <= 16:
+            return "priority desc, date_planned_start asc,id"
+        return "priority desc, date_start asc,id"
+
     name = fields.Char("Reference", default="/", index=True)
     origin = fields.Char("Source", index=True)
     priority = fields.Selection([("0", "Normal"), ("1", "Urgent")], default="0")
@@ -89,8 +121,9 @@ class MrpProduction(Model):
     lot_producing_ids = fields.Many2many("stock.lot", "Lot/Serial Numbers", since=19)
     date_planned_start = fields.Datetime("Scheduled Date", until=16)
     date_planned_finished = fields.Datetime("Scheduled End Date", until=16)
-    date_start = fields.Datetime("Start", since=17)
-    date_finished = fields.Datetime("End", since=17)
+    # 16 has date_start/date_finished too: when the MO was started/closed (read-only there).
+    date_start = fields.Datetime("Start")
+    date_finished = fields.Datetime("End")
     date_deadline = fields.Datetime("Deadline")
     picking_type_id = fields.Many2one("stock.picking.type", "Operation Type")
     location_src_id = fields.Many2one("stock.location", "Components Location")
@@ -260,10 +293,11 @@ class MrpProduction(Model):
                 state = "confirmed"
             if state != mo.state:
                 mo.write({"state": state})
-            ready = mo.reservation_state == "assigned"
-            mo.workorder_ids.filtered(lambda w: w.state in ("waiting", "ready")).write(
-                {"state": "ready" if ready else "waiting"}
-            )
+            if self.env.version <= 17:  # 18+: a work order does not wait for components
+                ready = mo.reservation_state == "assigned"
+                mo.workorder_ids.filtered(lambda w: w.state in ("waiting", "ready")).write(
+                    {"state": "ready" if ready else "waiting"}
+                )
 
     def _lot(self) -> Any:
         if self.env.version >= 19:
@@ -297,7 +331,7 @@ class MrpProduction(Model):
                     "operation_id": op.id,
                     "qty_production": self.product_qty,
                     "duration_expected": float(op.time_cycle_manual) * factor,
-                    "state": "waiting",
+                    "state": "waiting" if self.env.version <= 17 else "ready",
                 }
                 for op in ops
             ]
@@ -376,9 +410,43 @@ class MrpProduction(Model):
                 or p.id in (ctx.get("mo_ids_to_backorder") or ())
             )
         )
+        backorders = self.browse(())
         for mo in todo:
-            mo._post_done(backorder=mo in to_backorder)
-        return True
+            backorders |= mo._post_done(backorder=mo in to_backorder)
+        if not backorders:
+            return True
+        return todo._backorder_action(backorders)
+
+    def _backorder_action(self, backorders: Any) -> dict[str, Any]:
+        """Where Odoo's ``button_mark_done`` leads once it created backorders: the backorder's
+        form, or a list of them (mrp/models/mrp_production.py, 16-19). It is a navigation
+        action, not a wizard: no ``target: "new"``. Its context holds None values, so over
+        XML-RPC (allow_none off) the answer is fault 1 "cannot marshal None" although the work
+        is committed - as with real Odoo."""
+        context = {k: v for k, v in self.env.context.items() if not k.startswith("default_")}
+        for key in context:
+            if key.startswith("skip_"):
+                context[key] = False
+        action: dict[str, Any] = {
+            "res_model": "mrp.production",
+            "type": "ir.actions.act_window",
+            "context": {
+                **context,
+                "mo_ids_to_backorder": None,
+                "button_mark_done_production_ids": None,
+            },
+        }
+        if len(backorders) == 1:
+            action.update({"view_mode": "form", "res_id": backorders.id})
+        else:
+            action.update(
+                {
+                    "name": "Backorder MO",
+                    "domain": [("id", "in", backorders.ids)],
+                    "view_mode": "tree,form" if self.env.version <= 17 else "list,form",
+                }
+            )
+        return action
 
     def _wizard_action(self, model: str, name: str, extra: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -392,7 +460,8 @@ class MrpProduction(Model):
             "context": {**self.env.context, **extra},
         }
 
-    def _post_done(self, *, backorder: bool) -> None:
+    def _post_done(self, *, backorder: bool) -> Any:
+        """Mark the MO done; returns the backorder it created (or an empty recordset)."""
         env = self.env
         producing = float(self.qty_producing)
         rest = float(self.product_qty) - float(self.qty_produced) - producing
@@ -411,14 +480,15 @@ class MrpProduction(Model):
             "is_locked": True,
             "priority": "0",
         }
-        if env.version >= 17:
-            vals["date_finished"] = env.now()
+        vals["date_finished"] = env.now()
         self.workorder_ids.filtered(lambda w: w.state not in ("done", "cancel")).write(
             {"state": "done", "date_finished": env.now()}
         )
+        created = self.browse(())
         if backorder and compare(rest, 0.0) > 0:
-            self._create_backorder(rest, dests)
+            created = self._create_backorder(rest, dests)
         self.with_context(forgeline_mo_internal=True).write(vals)
+        return created
 
     def _create_backorder(self, qty: float, dests: Any) -> Any:
         base = self.name.rsplit("-", 1)[0] if self.backorder_sequence else self.name
@@ -453,7 +523,17 @@ class MrpProduction(Model):
 class MrpWorkorder(Model):
     _name = "mrp.workorder"
     _description = "Work Order"
-    _order = "id"
+    _order = "date_start, id"
+
+    @staticmethod
+    def _order_by_version(version: int) -> str:
+        # 19 (mrp/models/mrp_workorder.py): "date_start, sequence, id". 16-18 order by
+        # "leave_id, date_planned_start|date_start, id" (from memory, unconfirmed); the
+        # simulator has no calendar leaves, so leave_id is left out.
+        if version >= 19:
+            return "date_start, sequence, id"
+        return "date_planned_start, id" if version <= 16 else "date_start, id"
+
     name = fields.Char("Work Order", required=True)
     production_id = fields.Many2one(
         "mrp.production", "Manufacturing Order", required=True, ondelete="cascade", index=True
@@ -461,7 +541,10 @@ class MrpWorkorder(Model):
     workcenter_id = fields.Many2one("mrp.workcenter", "Work Center", required=True)
     operation_id = fields.Many2one("mrp.routing.workcenter", "Operation")
     product_id = fields.Many2one("product.product", related="production_id.product_id")
-    state = fields.Selection(WO_STATES, "Status", default="pending")
+    sequence = fields.Integer(default=100, since=19)
+    state = fields.Selection(
+        _wo_states, "Status", default=lambda env: "pending" if env.version <= 17 else "ready"
+    )
     qty_production = fields.Float("Original Production Quantity")
     qty_produced = fields.Float("Quantity")
     duration_expected = fields.Float("Expected Duration")
@@ -478,7 +561,10 @@ class MrpWorkorder(Model):
             wo.write({"state": "progress", "date_start": wo.date_start or self.env.now()})
             mo = wo.production_id
             if mo.state == "confirmed":
-                mo.write({"state": "progress"})
+                vals: dict[str, Any] = {"state": "progress"}
+                if not mo.date_start:  # 16: the MO's start date is when work began
+                    vals["date_start"] = self.env.now()
+                mo.write(vals)
         return True
 
     def button_pending(self) -> bool:

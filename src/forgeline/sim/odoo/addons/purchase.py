@@ -143,13 +143,18 @@ class PurchaseOrder(Model):
             order.button_approve()
         return True
 
-    def button_approve(self, force: bool = False) -> bool:
+    # What these buttons return is Odoo's (purchase/models/purchase_order.py, 16-18):
+    # button_approve and button_draft ``return {}``; button_cancel, button_done and
+    # button_unlock return nothing, so None reaches the wire (an XML-RPC fault 1, no JSON-RPC
+    # ``result``, JSON-2 ``null``) although the work is committed.
+
+    def button_approve(self, force: bool = False) -> dict[str, Any]:
         orders = self.filtered(lambda o: o.state == "to approve")
         orders.write({"state": "purchase", "date_approve": self.env.now()})
         orders._create_picking()
-        return True
+        return {}
 
-    def button_cancel(self) -> bool:
+    def button_cancel(self) -> None:
         for order in self:
             if any(b.state not in ("cancel", "draft") for b in order.invoice_ids):
                 raise UserError(
@@ -163,28 +168,25 @@ class PurchaseOrder(Model):
                 )
             order.picking_ids.filtered(lambda p: p.state not in ("done", "cancel")).action_cancel()
         self.write({"state": "cancel"})
-        return True
 
-    def button_draft(self) -> bool:
+    def button_draft(self) -> dict[str, Any]:
         self.write({"state": "draft"})
-        return True
+        return {}
 
     @versioned(until=18)
-    def button_done(self) -> bool:
+    def button_done(self) -> None:
         self.write({"state": "done", "priority": "0"})
-        return True
 
     @versioned(since=19)
-    def button_lock(self) -> bool:
+    def button_lock(self) -> None:
+        # 19: ``self.locked = True`` (unconfirmed against the 19 source: no return assumed).
         self.write({"locked": True})
-        return True
 
-    def button_unlock(self) -> bool:
+    def button_unlock(self) -> None:
         if self.env.version >= 19:
             self.write({"locked": False})
         else:
             self.filtered(lambda o: o.state == "done").write({"state": "purchase"})
-        return True
 
     def _create_picking(self) -> None:
         for order in self.filtered(lambda o: o.state in ("purchase", "done")):

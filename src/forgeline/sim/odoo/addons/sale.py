@@ -135,11 +135,11 @@ class SaleOrder(Model):
             )
         return bool(super().unlink())
 
-    def action_quotation_sent(self) -> bool:
+    def action_quotation_sent(self) -> None:
+        # Odoo 16-18 sale_order.py: writes the state and returns nothing (None on the wire).
         if any(o.state != "draft" for o in self):
             raise UserError("Only draft orders can be marked as sent directly.")
         self.write({"state": "sent"})
-        return True
 
     def action_confirm(self) -> bool:
         if self.env.version <= 16:
@@ -157,9 +157,47 @@ class SaleOrder(Model):
             order.order_line._action_launch_stock_rule()
         return True
 
-    def action_cancel(self) -> bool:
+    def action_cancel(self) -> Any:
+        """Cancel, or - for an order past the quotation stage - answer with the
+        ``sale.order.cancel`` wizard (Odoo 16-18 ``sale_order.py`` ``action_cancel`` and
+        ``_show_cancel_wizard``); the wizard cancels with context ``disable_cancel_warning``."""
         if self.env.version >= 17 and any(o.locked for o in self):
             raise UserError("You cannot cancel a locked order. Please unlock it first.")
+        if self._show_cancel_wizard():
+            self.ensure_one()
+            context: dict[str, Any] = {
+                # Odoo puts the id of sale.mail_template_sale_cancellation here; the simulator
+                # has no mail templates.
+                "default_template_id": False,
+                "default_order_id": self.id,
+                "mark_so_as_canceled": True,
+                "default_email_layout_xmlid": (
+                    "mail.mail_notification_layout_with_responsible_signature"
+                ),
+                "model_description": self._type_name(),
+            }
+            if self.env.version <= 16:
+                context = {"default_use_template": False, **context}
+            return {
+                "name": f"Cancel {self._type_name()}",
+                "view_mode": "form",
+                "res_model": "sale.order.cancel",
+                "view_id": False,  # Odoo: the id of sale.sale_order_cancel_view_form
+                "type": "ir.actions.act_window",
+                "context": context,
+                "target": "new",
+            }
+        return self._action_cancel()
+
+    def _show_cancel_wizard(self) -> bool:
+        if self.env.context.get("disable_cancel_warning"):
+            return False
+        return any(o.state != "draft" for o in self)
+
+    def _type_name(self) -> str:
+        return "Quotation" if self.state in ("draft", "sent", "cancel") else "Sales Order"
+
+    def _action_cancel(self) -> bool:
         for order in self:
             order.picking_ids.filtered(lambda p: p.state != "done").action_cancel()
             order.invoice_ids.filtered(lambda m: m.state == "draft").button_cancel()
@@ -171,21 +209,21 @@ class SaleOrder(Model):
         return True
 
     @versioned(since=17)
-    def action_lock(self) -> bool:
+    def action_lock(self) -> None:
+        # Odoo 17-19: ``self.locked = True``, no return value (None on the wire).
         self.write({"locked": True})
-        return True
 
-    def action_unlock(self) -> bool:
+    def action_unlock(self) -> None:
+        # Odoo 16: ``self.write({'state': 'sale'})``; 17-19: ``self.locked = False``. No return.
         if self.env.version <= 16:
             self.filtered(lambda o: o.state == "done").write({"state": "sale"})
         else:
             self.write({"locked": False})
-        return True
 
     @versioned(until=16)
-    def action_done(self) -> bool:
+    def action_done(self) -> None:
+        # Odoo 16: ``self.write({'state': 'done'})`` without a return (None on the wire).
         self.write({"state": "done"})
-        return True
 
     def _delivery_picking(self) -> Any:
         picking = self.picking_ids.filtered(
@@ -477,6 +515,33 @@ class StockPickingSale(Model):
 class StockMoveSale(Model):
     _inherit = "stock.move"
     sale_line_id = fields.Many2one("sale.order.line", "Sale Line", index=True)
+
+
+class SaleOrderCancel(Model):
+    """The cancel wizard ``sale.order.action_cancel`` answers with for a non-draft order
+    (Odoo 16-18 ``sale/wizard/sale_order_cancel.py``; the e-mail it can send is not
+    simulated)."""
+
+    _name = "sale.order.cancel"
+    _description = "Sales Order Cancel"
+    order_id = fields.Many2one("sale.order", "Sale Order", required=True, ondelete="cascade")
+    subject = fields.Char()
+    body = fields.Text("Contents")
+    display_invoice_alert = fields.Boolean(
+        "Invoice Alert", compute="_compute_display_invoice_alert"
+    )
+
+    def _compute_display_invoice_alert(self) -> None:
+        for wizard in self:
+            invoices = wizard.order_id.invoice_ids.filtered(lambda inv: inv.state == "draft")
+            wizard.display_invoice_alert = bool(invoices)
+
+    def action_send_mail_and_cancel(self) -> Any:
+        self.ensure_one()
+        return self.action_cancel()
+
+    def action_cancel(self) -> Any:
+        return self.order_id.with_context(disable_cancel_warning=True).action_cancel()
 
 
 class SaleAdvancePaymentInv(Model):

@@ -6,7 +6,8 @@ arguments plus ``ids`` and ``context``; the answer is the bare return value. Err
 status codes (400/401/403/404/405/409/422/500) with ``{"name", "message", "arguments",
 "context", "debug"}``. ``GET /doc-bearer/<model>.json`` describes a model's fields and method
 parameters (odoo-client-lib and odooly read it to map positional arguments to names);
-``GET /web/version`` is the unauthenticated version probe.
+``GET /web/version`` (and, on 19, ``GET /json/version``) is the unauthenticated version
+probe.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 from aiohttp import web
 
 from ..api import is_model_method
-from ..errors import OdooError
 from .services import HttpError, describe_error
 from .state import STATE, ServerState, dumps_json, json_bytes_response, loads_json
 
@@ -77,8 +77,10 @@ def _check_call(state: ServerState, db: str, model: str, method: str, body: dict
         raise HttpError(404, "NotFound", f"the model {model!r} does not exist")
     try:
         # One source of truth for what RPC may call (private names, ORM helpers, versions).
+        # Odoo 19's route turns an AttributeError (unknown method) into a 404; the AccessError
+        # of a private method propagates: 403 odoo.exceptions.AccessError.
         func = state.simulator._method(database, model, method)
-    except (OdooError, AttributeError) as exc:
+    except AttributeError as exc:
         raise HttpError(404, "NotFound", str(exc.args[0])) from exc
     params = {k: v for k, v in body.items() if k not in ("ids", "context")}
     if body.get("ids") and is_model_method(database.registry[model], method):
@@ -153,6 +155,13 @@ async def _web_version(request: web.Request) -> web.StreamResponse:
     return json_bytes_response(dumps_json(body))
 
 
+async def _json_version(request: web.Request) -> web.StreamResponse:
+    # Odoo 19 serves the unauthenticated version probe at /json/version too.
+    if request.app[STATE].version < 19:
+        return _not_found()
+    return await _web_version(request)
+
+
 def _not_found() -> web.StreamResponse:
     raise web.HTTPNotFound()
 
@@ -161,3 +170,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("*", "/json/2/{model}/{method}", _call)
     app.router.add_route("GET", "/doc-bearer/{model}.json", _doc_bearer)
     app.router.add_route("GET", "/web/version", _web_version)
+    app.router.add_route("GET", "/json/version", _json_version)
