@@ -330,3 +330,13 @@ async def test_long_retry_after_goes_to_the_hub_schedule(scripted: Callable[...,
             await client.search_count("res.partner", [])
         assert caught.value.retry_after == 120.0
         assert await client.search_count("res.partner", []) == 5
+
+
+async def test_a_method_answering_none_over_xmlrpc_succeeded(odoo17: Any, connect: Connect) -> None:
+    # Odoo's XML-RPC cannot marshal None: a method that returns it (purchase.order's
+    # button_cancel) ran and committed, then the answer became fault 1. That is a success.
+    client = await connect(odoo17, protocol="xmlrpc")
+    (order,) = await client.search("purchase.order", [("state", "=", "draft")], limit=1)
+    assert await client.call("purchase.order", "button_cancel", ids=[order]) is None
+    (row,) = await client.read("purchase.order", [order], ["state"])
+    assert row["state"] == "cancel"

@@ -553,13 +553,11 @@ class OdooClient(AsyncResource):
         limit: int = 100,
         context: Mapping[str, Any] | None = None,
     ) -> list[tuple[int, str]]:
-        kwargs = _named(
-            name=name, domain=list(domain), operator=operator, limit=limit, context=context
-        )
-        return [
-            (int(pair[0]), str(pair[1]))
-            for pair in await self.execute(model, "name_search", [], kwargs)
-        ]
+        # The domain's keyword is ``args`` up to 17 and ``domain`` from 18; the order of the
+        # four arguments never changed, so they travel by position (JSON-2 maps them to names).
+        args = [name, list(domain), operator, limit]
+        answer = await self.execute(model, "name_search", args, _named(context=context))
+        return [(int(pair[0]), str(pair[1])) for pair in answer]
 
     async def field_types(self, model: str) -> dict[str, str]:
         """``{field: type}`` of a model, read once per client (``fields_get``)."""

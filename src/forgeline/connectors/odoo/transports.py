@@ -294,6 +294,10 @@ def parse_xmlrpc(status: int, headers: Mapping[str, str], body: bytes, *, what: 
     try:
         params, _ = xmlrpc.client.loads(body, use_builtin_types=True)
     except xmlrpc.client.Fault as fault:
+        if _UNMARSHALLABLE in str(fault.faultString):
+            # Odoo ran the method and committed; only its answer (None, or an action whose
+            # context holds None) cannot travel over XML-RPC. The call succeeded.
+            return None
         raise _classify_fault(fault, what=what, body=body) from None
     except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
         raise OdooProtocolError(
@@ -303,6 +307,9 @@ def parse_xmlrpc(status: int, headers: Mapping[str, str], body: bytes, *, what: 
     if len(params) != 1:
         raise OdooProtocolError(f"{what}: XML-RPC answer without a value")
     return params[0]
+
+
+_UNMARSHALLABLE = "cannot marshal None unless allow_none is enabled"
 
 
 def _classify_fault(fault: xmlrpc.client.Fault, *, what: str, body: bytes) -> OdooError:
