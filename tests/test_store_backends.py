@@ -543,3 +543,28 @@ async def test_a_hub_delivers_with_its_store_on_postgres(pg_url: str, tmp_path: 
             assert (await client.post("/v1/events", json=events)).status_code == 201
             await receiver.wait_for(20, path="/erp")
             assert sorted(receiver.ids("/erp")) == sorted(e["id"] for e in events)
+
+
+@pytest.mark.postgres
+async def test_one_process_leads_and_a_lost_leader_is_replaced(pg_url: str) -> None:
+    async with open_store(pg_url) as first, open_store(pg_url) as second:
+        assert await first.try_lead("router")
+        assert await first.try_lead("router")  # asking again while leading is harmless
+        assert not await second.try_lead("router")
+        assert await second.try_lead("retention")  # roles are independent
+        assert await first.still_leading("router")
+        # The leader's session dies (a crash, a network cut): it knows, and the role is free.
+        pid = first._leader.get_server_pid()  # type: ignore[attr-defined]
+        admin = await asyncpg.connect(SERVER)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        assert not await first.still_leading("router")
+        assert await second.try_lead("router")
+        assert not await first.try_lead("router")  # back in line behind the new leader
+
+
+async def test_the_embedded_store_always_leads(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        assert await store.try_lead("router") and await store.still_leading("router")

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 _RETENTION_EVERY = 60.0
 _REFRESH_EVERY = 2.0
+_LEAD_ROLE = "router"
+_LEAD_EVERY = 2.0
 
 
 def read_admin_key(data_dir: Path) -> str | None:
@@ -97,6 +99,7 @@ class Hub(AsyncResource):
         self._lock: IO[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self.leading = False  # this process routes, polls and trims (see _lead)
 
     async def open(self) -> None:
         await self.start()
@@ -135,10 +138,8 @@ class Hub(AsyncResource):
         if self.settings.role == "api":
             return  # workers route, deliver and poll
         self._tasks = [
-            self._supervise("router", self.router.run),
             self._supervise("dispatcher", self.dispatcher.run),
-            self._supervise("retention", self._retention_loop),
-            *(self._supervise(name, run) for name, run in self.sources.loops()),
+            self._supervise("lead", self._lead),
         ]
         if not self.settings.embedded:
             self._tasks.append(self._supervise("subscriptions", self._refresh_loop))
@@ -272,7 +273,7 @@ class Hub(AsyncResource):
         names = {sub.id: sub.spec.name for sub in await self.store.list_subscriptions()}
         self.metrics.set_backlog(names, await self.store.backlog())
         # An API process routes nothing: the workers' cursor is in the store.
-        routed = self.router.position if self._tasks else await self.store.routed_up_to()
+        routed = self.router.position if self.leading else await self.store.routed_up_to()
         self.metrics.unrouted.set(max(0, await self.log.head() - routed))
 
     async def enforce_retention(self) -> tuple[int, int]:
@@ -285,6 +286,39 @@ class Hub(AsyncResource):
             keep_from = min(keep_from, needed)
         trimmed = await self.log.trim(cutoff, keep_from=keep_from)
         return purged, trimmed
+
+    async def _lead(self) -> None:
+        """Routing, the sources' pollers and retention: one process of a deployment does
+        them (the leader, by the store's lock; every worker delivers). Two routers would be
+        safe, only wasteful; two pollers would double the load on Odoo."""
+        while True:
+            try:
+                leading = await self.store.try_lead(_LEAD_ROLE)
+            except BackendError as exc:
+                log.warning("cannot take the lead now: %s", exc)
+                leading = False
+            if not leading:
+                await asyncio.sleep(_LEAD_EVERY)
+                continue
+            work = [
+                self._supervise("router", self.router.run),
+                self._supervise("retention", self._retention_loop),
+                *(self._supervise(name, run) for name, run in self.sources.loops()),
+            ]
+            self.leading = True
+            try:
+                while True:
+                    await asyncio.sleep(_LEAD_EVERY)
+                    if not await self.store.still_leading(_LEAD_ROLE):
+                        break
+                log.warning("lost the lead (its store session ended); routing moves on")
+            finally:
+                self.leading = False
+                for task in work:
+                    task.cancel()
+                for task in work:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _refresh_loop(self) -> None:
         """API processes change subscriptions (and replay dead letters) in the shared store:

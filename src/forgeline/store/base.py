@@ -169,6 +169,19 @@ class Store(AsyncResource, ABC):
         """Make every lease claimable now. Only for a hub that knows it is the sole worker
         (the embedded default holds a lock on its data directory), after a crash."""
 
+    # -- leadership -------------------------------------------------------------------------
+
+    async def try_lead(self, role: str) -> bool:
+        """Become the one process doing ``role`` (routing, polling sources, retention) among
+        all that share this store; False when another holds it. A crashed holder's role is
+        free again at once. The embedded store has one process: it always leads."""
+        return True
+
+    async def still_leading(self, role: str) -> bool:
+        """Whether the role taken with :meth:`try_lead` is still held (False once the hold
+        was lost, e.g. its connection dropped: stop the role's work, then try again)."""
+        return True
+
     @abstractmethod
     async def next_due(self) -> float | None:
         """When the earliest waiting retry falls due."""

@@ -20,6 +20,8 @@ be reached) or ``BackendError`` here; the dispatcher and router retry those.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 from ulid import ULID
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, translate
+from .._postgres import DRIVER_ERRORS, PostgresUrl, redacted, translate
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -131,6 +133,8 @@ class PostgresStore(Store):
         self._pool_size = pool_size or size
         s = self._s = f'"{self.schema}"'
         self._pool: Any = None
+        self._leader: Any = None  # the session that holds the advisory locks of our roles
+        self._leading: set[str] = set()
         self._claim_sql: dict[tuple[str, str], str] = {}
         # An outcome applies only to a delivery still leased to its owner: one taken over
         # after the lease ran out is the new owner's now. A first-try success, the common
@@ -187,9 +191,11 @@ class PostgresStore(Store):
             asyncpg.InvalidAuthorizationSpecificationError,
         ) as exc:
             # A missing database or an unknown role will not fix itself by retrying.
-            raise ConfigError(f"PostgreSQL refused {self._dsn}: {exc}") from exc
+            raise ConfigError(f"PostgreSQL refused {redacted(self._dsn)}: {exc}") from exc
         except DRIVER_ERRORS as exc:
-            raise BackendUnavailable(f"cannot connect to PostgreSQL at {self._dsn}: {exc}") from exc
+            raise BackendUnavailable(
+                f"cannot connect to PostgreSQL at {redacted(self._dsn)}: {exc}"
+            ) from exc
         try:
             await self._migrate(pool)
         except BaseException:
@@ -208,9 +214,48 @@ class PostgresStore(Store):
             await upgrade_postgres(lambda: asyncpg.connect(self._dsn), self.schema)
 
     async def aclose(self) -> None:
+        leader, self._leader = self._leader, None
+        if leader is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await leader.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    # -- leadership: a session advisory lock on a connection of its own --------------------
+
+    def _lock_key(self, role: str) -> int:
+        digest = hashlib.sha256(f"forgeline:{self.schema}:{role}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    async def try_lead(self, role: str) -> bool:
+        # The lock lives as long as this session: when the process dies, PostgreSQL closes
+        # the session and the next worker's try takes the role over.
+        try:
+            if self._leader is None or self._leader.is_closed():
+                self._leader = await asyncpg.connect(self._dsn)
+                self._leading.clear()
+            if role not in self._leading:
+                if not await self._leader.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", self._lock_key(role)
+                ):
+                    return False
+                self._leading.add(role)
+            return True
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, f"taking the {role} role") from exc
+
+    async def still_leading(self, role: str) -> bool:
+        if self._leader is None or self._leader.is_closed() or role not in self._leading:
+            return False
+        try:
+            await self._leader.fetchval("SELECT 1")
+        except DRIVER_ERRORS:
+            self._leading.clear()
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await self._leader.close()
+            return False
+        return True
 
     async def _run(self, doing: str, job: Callable[[Any], Awaitable[T]]) -> T:
         """``job`` on a pooled connection, driver errors translated."""
