@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
+from forgeline.route.subscription import SubscriptionSpec
 from forgeline.testing import Receiver
 
 from .faults.processes import free_port
@@ -103,3 +105,49 @@ async def test_an_api_and_a_worker_deliver_and_each_reports_its_own_health(
         # uvicorn shuts the API down gracefully, then re-raises the SIGTERM it caught, as a
         # process manager expects of a process that was asked to stop.
         assert _stop(api) in (0, -signal.SIGTERM)
+
+
+async def test_a_follower_routes_while_the_leader_hangs(
+    backends: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hung leader (SIGSTOP, a stuck host) keeps its session and so its lock: a follower
+    # must notice the routing cursor standing still and route meanwhile.
+    from forgeline import Event, Hub, Settings
+    from forgeline import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "_LEAD_EVERY", 0.1)
+    monkeypatch.setattr(hub_module, "_STALL", 0.5)
+
+    def settings(name: str) -> Settings:
+        return Settings.load(
+            env={},
+            data_dir=tmp_path / name,
+            log_url=backends["FORGELINE_LOG_URL"],
+            store_url=backends["FORGELINE_STORE_URL"],
+            role="worker",
+        )
+
+    async with Hub(settings("a")) as leader:
+        for _ in range(50):
+            if leader.leading:
+                break
+            await asyncio.sleep(0.05)
+        assert leader.leading
+        hang = asyncio.Event()
+
+        async def hung_step() -> int:
+            await hang.wait()
+            return 0
+
+        monkeypatch.setattr(leader.router, "step", hung_step)
+        async with Hub(settings("b")) as follower, Receiver() as receiver:
+            assert not follower.leading
+            spec = SubscriptionSpec.model_validate(
+                {"name": "erp", "types": ["production.*"], "sink": {"url": receiver.url()}}
+            )
+            await follower.create_subscription(spec)
+            await asyncio.sleep(0.3)  # the leader's router is inside its hung step by now
+            await follower.publish([Event.new("production.completed.v1", "mes/line-1", {"qty": 1})])
+            await receiver.wait_for(1, timeout=10)  # routed by the follower, delivered
+            assert not follower.leading
+        hang.set()

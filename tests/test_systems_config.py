@@ -1,4 +1,5 @@
-"""Systems in the config and the Odoo sink's spec: refused when they could never work."""
+"""Systems in the config (Odoo and MQTT, by kind) and the sinks acting in them: refused when
+they could never work."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from forgeline import ConfigError, Event, PermanentDeliveryError, Settings
+from forgeline.config import unknown_system
 from forgeline.deliver.odoo import event_path
-from forgeline.route.subscription import SubscriptionSpec
-from forgeline.systems import resolve_secret
+from forgeline.route.subscription import MqttSink, SubscriptionSpec
+from forgeline.systems import MqttSystem, OdooSystem, resolve_secret
 
 _ODOO_SINK = {
     "odoo": {
@@ -126,3 +128,112 @@ def test_an_odoo_url_with_credentials_or_a_model_polled_twice_is_refused(tmp_pat
     )
     with pytest.raises(ConfigError, match=r"stock\.picking polled twice"):
         Settings.load(config_file=config, env={})
+
+
+_MQTT_SYSTEM = (
+    "  broker:\n    kind: mqtt\n    url: mqtt://127.0.0.1:1883\n    password: env:MQTT_PW\n"
+    "    username: forgeline\n    group: hub\n    subscribe:\n"
+    "      - {topic: plant/+/mes/+/production, type: production.reported.v1,\n"
+    "         source: 'mes://{1}/{2}', subject: '{data.woNumber}', id_field: msgId}\n"
+)
+_ODOO_SYSTEM = "  erp:\n    url: http://127.0.0.1:8069\n    db: demo\n    api_key: env:K\n"
+
+
+def _sink_config(sink: str) -> str:
+    return (
+        "systems:\n" + _ODOO_SYSTEM + _MQTT_SYSTEM + "subscriptions:\n  - name: out\n"
+        "    types: [production.*]\n    sink: " + sink + "\n"
+    )
+
+
+def test_mqtt_and_odoo_systems_load_side_by_side_by_kind(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        _sink_config("{mqtt: {system: broker, topic: 'out/{type}/{subject}', payload: data}}"),
+    )
+    settings = Settings.load(config_file=config, env={})
+    erp, broker = settings.systems["erp"], settings.systems["broker"]
+    assert isinstance(erp, OdooSystem) and erp.kind == "odoo"  # no kind: Odoo, as before
+    assert isinstance(broker, MqttSystem) and broker.subscribe[0].id_field == "msgId"
+    assert broker.password == "env:MQTT_PW"  # a reference until the source is built
+    options = broker.broker({"MQTT_PW": "pw"})
+    assert (options.host, options.port, options.password) == ("127.0.0.1", 1883, "pw")
+    (sub,) = settings.subscriptions
+    assert isinstance(sub.sink, MqttSink) and sub.sink.mqtt.payload == "data"
+    assert sub.redacted()["sink"]["mqtt"]["topic"] == "out/{type}/{subject}"
+
+
+@pytest.mark.parametrize(
+    ("sink", "words"),
+    [
+        (
+            "{mqtt: {system: erp, topic: out}}",
+            r"subscriptions\.out\.sink\.mqtt\.system: 'erp' is an odoo system, not an mqtt one "
+            r"\(mqtt systems: broker\)",
+        ),
+        (
+            "{odoo: {system: broker, model: mrp.production, action: call, method: x}}",
+            r"subscriptions\.out\.sink\.odoo\.system: 'broker' is an mqtt system, not an odoo",
+        ),
+        (
+            "{mqtt: {system: nope, topic: out}}",
+            r"sink\.mqtt\.system: no system named 'nope' \(mqtt systems: broker\)",
+        ),
+    ],
+)
+def test_a_sink_naming_a_system_of_another_kind_is_refused(
+    tmp_path: Path, sink: str, words: str
+) -> None:
+    with pytest.raises(ConfigError, match=words):
+        Settings.load(config_file=_config(tmp_path, _sink_config(sink)), env={})
+
+
+def test_the_kind_check_applies_to_subscriptions_made_later() -> None:
+    systems = {
+        "erp": OdooSystem(url="http://odoo", db="demo"),
+        "broker": MqttSystem(url="mqtt://127.0.0.1"),
+    }
+    spec = SubscriptionSpec.model_validate(
+        {"name": "s", "types": ["x.y.v1"], "sink": {"mqtt": {"system": "erp", "topic": "t"}}}
+    )
+    assert "is an odoo system" in str(unknown_system(spec, systems))
+    fixed = SubscriptionSpec.model_validate(
+        {"name": "s", "types": ["x.y.v1"], "sink": {"mqtt": {"system": "broker", "topic": "t"}}}
+    )
+    assert unknown_system(fixed, systems) is None
+
+
+@pytest.mark.parametrize(
+    ("system", "words"),
+    [
+        ("  x:\n    kind: kafka\n    url: k://x\n", r"systems\.x\.kind: kind is one of odoo, mqtt"),
+        ("  x:\n    kind: mqtt\n    url: http://x\n", r"systems\.x\.url: .*mqtt://host"),
+        ("  x:\n    kind: mqtt\n    url: mqtt://u:p@x\n", r"systems\.x\.url: .*no user"),
+        (
+            "  x:\n    kind: mqtt\n    url: mqtt://x\n"
+            "    subscribe: [{topic: 'a/#/b', type: a.b.v1}]\n",
+            r"systems\.x\.subscribe\.0: .*'#' the last",
+        ),
+        (
+            "  x:\n    kind: mqtt\n    url: mqtt://x\n"
+            "    subscribe: [{topic: 'a/+', type: a.b.v1, source: 'mes://{2}'}]\n",
+            r"systems\.x\.subscribe\.0: .*unknown placeholder \{2\}",
+        ),
+        ("  x:\n    kind: mqtt\n    url: mqtt://x\n    db: demo\n", r"systems\.x\.db: Extra"),
+        ("  x:\n    url: mqtt://x\n", r"systems\.x\.url: .*http"),  # no kind: an Odoo system
+    ],
+)
+def test_bad_mqtt_systems_name_the_field(tmp_path: Path, system: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        Settings.load(config_file=_config(tmp_path, "systems:\n" + system), env={})
+
+
+def test_a_bad_mqtt_topic_template_is_refused_with_the_sink() -> None:
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{nope\.x\}"):
+        SubscriptionSpec.model_validate(
+            {
+                "name": "s",
+                "types": ["x.y.v1"],
+                "sink": {"mqtt": {"system": "b", "topic": "{nope.x}"}},
+            }
+        )

@@ -12,8 +12,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .exceptions import ConfigError
-from .route.subscription import OdooSink, SubscriptionSpec
-from .systems import SystemSpec
+from .route.subscription import MqttSink, OdooSink, SubscriptionSpec
+from .systems import SYSTEM_KINDS, MqttSystem, OdooSystem, SystemSpec, system_spec
 
 __all__ = ["Settings", "unknown_system"]
 
@@ -136,7 +136,7 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
     if not isinstance(systems, dict):
         raise ConfigError(f"{path}: systems must map a name to a system's settings")
     values["systems"] = {
-        str(name): _validated(path, f"systems.{name}", SystemSpec, item)
+        str(name): _validated_system(path, f"systems.{name}", item)
         for name, item in systems.items()
     }
     for spec in values["subscriptions"]:
@@ -147,14 +147,45 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
 
 
 def unknown_system(spec: SubscriptionSpec, systems: dict[str, SystemSpec]) -> str | None:
-    """What is wrong when a subscription's sink names a system the config does not have."""
-    if isinstance(spec.sink, OdooSink) and spec.sink.odoo.system not in systems:
-        known = ", ".join(sorted(systems)) or "none is configured"
-        return f"sink.odoo.system: no system named {spec.sink.odoo.system!r} ({known})"
-    return None
+    """What is wrong when a subscription's sink names a system the config does not have, or
+    one of another kind (an Odoo action sent to a broker could never work)."""
+    kind: str
+    model: type[OdooSystem] | type[MqttSystem]
+    if isinstance(spec.sink, OdooSink):
+        kind, name, model = "odoo", spec.sink.odoo.system, OdooSystem
+    elif isinstance(spec.sink, MqttSink):
+        kind, name, model = "mqtt", spec.sink.mqtt.system, MqttSystem
+    else:
+        return None
+    system = systems.get(name)
+    if isinstance(system, model):
+        return None
+    fitting = sorted(other for other, found in systems.items() if isinstance(found, model))
+    known = ", ".join(fitting) or "none is configured"
+    if system is None:
+        return f"sink.{kind}.system: no system named {name!r} ({kind} systems: {known})"
+    return (
+        f"sink.{kind}.system: {name!r} is an {system.kind} system, not an {kind} one "
+        f"({kind} systems: {known})"
+    )
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated_system(path: Path, where: str, item: Any) -> SystemSpec:
+    try:
+        return system_spec(item)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            if error["type"] == "unknown_system_kind":
+                loc = ("kind",)
+            elif loc and loc[0] in SYSTEM_KINDS:
+                loc = loc[1:]  # the union's tag: the person wrote no such key
+            problems.append(f"{where}.{'.'.join(map(str, loc))}: {error['msg']}")
+        raise ConfigError(f"{path}: {'; '.join(problems)}") from exc
 
 
 def _validated(path: Path, where: str, model: type[_Model], item: Any) -> _Model:

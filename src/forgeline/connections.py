@@ -3,20 +3,28 @@
 A system that is down when the hub starts must not stop the hub: clients are opened on first
 use, under a lock, and a failed open is retried by the next use (the delivery that needed it
 is rescheduled as a transient failure). Bad credentials are permanent: they need a person.
+
+Odoo systems get one ``OdooClient`` each; MQTT systems one publishing ``MqttSink`` each,
+shared by every subscription that publishes there (it connects on its first publish and
+reconnects after a loss by itself). An MQTT system's *source* is not here: it is a loop
+the hub supervises (``sources_mqtt``), with its own session.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ._lifecycle import AsyncResource
 from .exceptions import ForgelineError, NotFound, TransientDeliveryError
-from .systems import SystemSpec
+from .systems import MqttSystem, OdooSystem, SystemSpec
 
 if TYPE_CHECKING:
+    from .connectors.mqtt import MqttSink
     from .connectors.odoo import OdooClient
+
+_Kind = TypeVar("_Kind", OdooSystem, MqttSystem)
 
 __all__ = ["Connections"]
 
@@ -28,6 +36,7 @@ class Connections(AsyncResource):
         self.systems = dict(systems)
         self._env = env
         self._clients: dict[str, OdooClient] = {}
+        self._sinks: dict[str, MqttSink] = {}
         self._locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in self.systems}
 
     async def open(self) -> None:
@@ -35,16 +44,22 @@ class Connections(AsyncResource):
 
     async def aclose(self) -> None:
         clients, self._clients = self._clients, {}
+        sinks, self._sinks = self._sinks, {}
         for client in clients.values():
             await client.aclose()
+        for sink in sinks.values():
+            await sink.aclose()
 
     async def forget(self, name: str) -> None:
-        """Drop one system's client (its credentials stopped working): the next use opens a
-        new one with the secret references resolved again."""
+        """Drop one system's client or sink (its credentials stopped working): the next use
+        opens a new one with the secret references resolved again."""
         async with self._locks[name]:
             client = self._clients.pop(name, None)
+            sink = self._sinks.pop(name, None)
         if client is not None:
             await client.aclose()
+        if sink is not None:
+            await sink.aclose()
 
     def spec(self, name: str) -> SystemSpec:
         try:
@@ -52,13 +67,37 @@ class Connections(AsyncResource):
         except KeyError:
             raise NotFound(f"no system named {name!r} in the config") from None
 
+    def _spec_of(self, name: str, kind: type[_Kind]) -> _Kind:
+        spec = self.spec(name)
+        if not isinstance(spec, kind):
+            # The config changed under a stored subscription: as final as a missing system.
+            wanted = kind.model_fields["kind"].default
+            raise NotFound(f"system {name!r} is an {spec.kind} system, not an {wanted} one")
+        return spec
+
+    async def mqtt_sink(self, name: str) -> MqttSink:
+        """The publishing connection of one MQTT system, shared by every subscription that
+        publishes there; it connects on its first publish (so a broker that is down costs
+        the delivery a transient failure, never the hub its start)."""
+        sink = self._sinks.get(name)
+        if sink is not None:
+            return sink
+        spec = self._spec_of(name, MqttSystem)
+        async with self._locks[name]:
+            sink = self._sinks.get(name)
+            if sink is None:
+                from .connectors.mqtt import MqttSink
+
+                sink = self._sinks[name] = MqttSink(spec.broker(self._env))
+            return sink
+
     async def odoo(self, name: str) -> OdooClient:
         """The connected client of one Odoo system, opened (version detected, logged in) now
         if it is not yet."""
         client = self._clients.get(name)
         if client is not None:
             return client
-        spec = self.spec(name)
+        spec = self._spec_of(name, OdooSystem)
         async with self._locks[name]:
             client = self._clients.get(name)
             if client is not None:

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ._lifecycle import AsyncResource
 from .config import Settings, unknown_system
@@ -31,6 +31,7 @@ from .metrics import Metrics
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
 from .sources import OdooSources
+from .sources_mqtt import MqttSources
 from .store import DeadLetterFilter, Store, Subscription, open_store
 
 __all__ = ["Hub"]
@@ -42,6 +43,8 @@ _RETENTION_EVERY = 60.0
 _REFRESH_EVERY = 2.0
 _LEAD_ROLE = "router"
 _LEAD_EVERY = 2.0
+#: Seconds the routing cursor may stand still, with events waiting, before a follower routes.
+_STALL = 6.0
 
 
 def read_admin_key(data_dir: Path) -> str | None:
@@ -77,6 +80,7 @@ class Hub(AsyncResource):
         self.sender = HttpSender()
         self.connections = Connections(settings.systems)
         self.sources = OdooSources(self.connections, self.publish, settings.data_dir / "odoo")
+        self.mqtt = MqttSources(settings.systems, self.publish)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.dispatcher = Dispatcher(
             self.log,
@@ -100,6 +104,9 @@ class Hub(AsyncResource):
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.leading = False  # this process routes, polls and trims (see _lead)
+        self._helping = False  # routing while the leader seems stalled (see _route_if_stalled)
+        self._stall_mark = -1
+        self._stall_since = 0.0
 
     async def open(self) -> None:
         await self.start()
@@ -140,6 +147,8 @@ class Hub(AsyncResource):
         self._tasks = [
             self._supervise("dispatcher", self.dispatcher.run),
             self._supervise("lead", self._lead),
+            # In every worker, not only the leader: see ``sources_mqtt``.
+            *(self._supervise(name, run) for name, run in self.mqtt.loops()),
         ]
         if not self.settings.embedded:
             self._tasks.append(self._supervise("subscriptions", self._refresh_loop))
@@ -164,6 +173,24 @@ class Hub(AsyncResource):
     @property
     def running(self) -> bool:
         return self._started and not any(task.done() for task in self._tasks)
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` adds beside its status: the MQTT sources this process runs.
+
+        A disconnected source leaves the hub *ready*: the hub still takes events over HTTP
+        and delivers what the log holds, and the broker keeps the source's messages in its
+        persistent session until it reconnects. A 503 would have an orchestrator take the
+        process out of service or restart it, which stops all of that and mends nothing on
+        the broker's side; the detail (and the log's warnings) say what to look at."""
+        if self.settings.role == "api":
+            return {}
+        health = self.mqtt.health()
+        if not health:
+            return {}
+        return {
+            "sources": [entry.as_dict() for entry in health],
+            "degraded": any(not entry.connected for entry in health),
+        }
 
     def _supervise(self, name: str, run: Callable[[], object]) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -298,6 +325,10 @@ class Hub(AsyncResource):
                 log.warning("cannot take the lead now: %s", exc)
                 leading = False
             if not leading:
+                try:
+                    await self._route_if_stalled()
+                except BackendError as exc:
+                    log.warning("checking the leader's progress failed: %s", exc)
                 await asyncio.sleep(_LEAD_EVERY)
                 continue
             work = [
@@ -319,6 +350,34 @@ class Hub(AsyncResource):
                 for task in work:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+
+    async def _route_if_stalled(self) -> None:
+        """A leader that hangs (SIGSTOP, a stuck host) keeps its session, so its lock: the
+        log would wait for it. When the routing cursor has not moved for ``_STALL`` seconds
+        while the log is ahead, route here too - two routers are safe (deliveries are unique
+        per subscription and position), only wasteful - until the cursor moves by itself."""
+        routed, head = await self.store.routed_up_to(), await self.log.head()
+        now = time.monotonic()
+        if routed != self._stall_mark:  # the leader moved it: all is well
+            self._stall_mark, self._stall_since, self._helping = routed, now, False
+            return
+        if routed >= head:  # nothing waiting: not a stall (if helping, keep helping)
+            self._stall_since = now
+            return
+        if not self._helping and now - self._stall_since < _STALL:
+            return
+        if not self._helping:
+            log.warning(
+                "the routing cursor has not moved for %.0fs with %d events waiting; "
+                "routing here until the leader does",
+                now - self._stall_since,
+                head - routed,
+            )
+            self._helping = True
+        self.router.position = routed
+        while await self.router.step() >= self.router.batch:
+            pass  # a full batch: more may be waiting
+        self._stall_mark = self.router.position
 
     async def _refresh_loop(self) -> None:
         """API processes change subscriptions (and replay dead letters) in the shared store:

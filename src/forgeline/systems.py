@@ -1,6 +1,8 @@
 """The systems a hub talks to, as the config file declares them (``systems:``).
 
-A system is a named peer with a connector: today Odoo. Its settings are validated when the
+A system is a named peer with a connector, chosen by ``kind``: ``odoo`` (the default, so
+configs written before there were kinds load unchanged) or ``mqtt`` (a broker; its shape,
+``MqttSystem``, lives with the MQTT connector). Its settings are validated when the
 config loads, but secrets stay *references* (``env:NAME``, ``file:/path``) until the hub
 opens the connector, so ``forgeline check`` never needs them and they never reach a log or an
 API answer.
@@ -10,14 +12,31 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    field_validator,
+)
 
+from .connectors.mqtt.config import MqttSystem
 from .exceptions import ConfigError
 
-__all__ = ["OdooPoll", "OdooSystem", "SystemSpec", "resolve_secret"]
+__all__ = [
+    "SYSTEM_KINDS",
+    "MqttSystem",
+    "OdooPoll",
+    "OdooSystem",
+    "SystemSpec",
+    "resolve_secret",
+    "system_spec",
+]
 
 
 def resolve_secret(reference: str, *, env: dict[str, str] | None = None) -> str:
@@ -116,5 +135,30 @@ class OdooSystem(_Strict):
         )
 
 
-#: One kind today; a union discriminated by ``kind`` when MQTT, REST and file systems join.
-SystemSpec = OdooSystem
+SYSTEM_KINDS: dict[str, type[BaseModel]] = {"odoo": OdooSystem, "mqtt": MqttSystem}
+
+
+def _kind(value: Any) -> str:
+    # A system without ``kind`` is Odoo: every config written before MQTT joined says so.
+    if isinstance(value, dict):
+        return str(value.get("kind", "odoo"))
+    return str(getattr(value, "kind", "odoo"))
+
+
+#: One system of the config, whichever kind: the models' own ``kind`` fields tell them apart.
+SystemSpec: TypeAlias = Annotated[
+    Annotated[OdooSystem, Tag("odoo")] | Annotated[MqttSystem, Tag("mqtt")],
+    Discriminator(
+        _kind,
+        custom_error_type="unknown_system_kind",
+        custom_error_message=f"kind is one of {', '.join(SYSTEM_KINDS)}",
+    ),
+]
+
+_ADAPTER: TypeAdapter[OdooSystem | MqttSystem] = TypeAdapter(SystemSpec)
+
+
+def system_spec(value: Any) -> OdooSystem | MqttSystem:
+    """``value`` (a mapping from the config) validated as the system its ``kind`` names;
+    pydantic's ``ValidationError`` otherwise, located under the kind's tag."""
+    return _ADAPTER.validate_python(value)

@@ -90,7 +90,7 @@ def add_operations(app: FastAPI, hub: Hub) -> None:
             return json_response({"status": "unavailable", "detail": exc.detail}, 503)
         if not hub.running:
             return json_response({"status": "starting"}, 503)
-        return json_response({"status": "ready"})
+        return json_response({"status": "ready", **hub.readiness()})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:

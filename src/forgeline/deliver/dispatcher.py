@@ -29,9 +29,10 @@ from ..exceptions import (
 from ..log import EventLog
 from ..metrics import Metrics
 from ..route.router import SubscriptionTable
-from ..route.subscription import HttpSink, OdooSink
+from ..route.subscription import HttpSink, MqttSink, OdooSink
 from ..store import Claim, Outcome, Store, Subscription
 from ..store.base import Attempt
+from .mqtt import deliver_to_mqtt
 from .odoo import deliver_to_odoo
 from .retry import next_attempt_at
 from .sinks import HttpSender, publish_derived
@@ -156,16 +157,21 @@ class Dispatcher:
             sink = sub.spec.sink
             if isinstance(sink, HttpSink):
                 status = (await self._sender.send(sink, event, policy.timeout)).status
-            elif isinstance(sink, OdooSink):
+            elif isinstance(sink, OdooSink | MqttSink):
+                if isinstance(sink, OdooSink):
+                    peer = "Odoo"
+                    effect = deliver_to_odoo(self._connections, sink.odoo, event)
+                else:
+                    peer = "the MQTT broker"
+                    effect = deliver_to_mqtt(self._connections, sink.mqtt, event, policy.timeout)
                 try:
-                    await asyncio.wait_for(
-                        deliver_to_odoo(self._connections, sink.odoo, event), policy.timeout
-                    )
+                    await asyncio.wait_for(effect, policy.timeout)
                 except TimeoutError as exc:
                     raise TransientDeliveryError(
-                        f"Odoo did not finish within {policy.timeout:g}s"
+                        f"{peer} did not finish within {policy.timeout:g}s"
                     ) from exc
-                except NotFound as exc:  # the system left the config after the subscription
+                except NotFound as exc:
+                    # The system left the config (or changed kind) after the subscription.
                     raise PermanentDeliveryError(exc.detail) from exc
             else:
                 try:

@@ -75,7 +75,7 @@ class Router:
         self._store = store
         self._table = table
         self._on_routed = on_routed
-        self._batch = batch
+        self.batch = batch
         self.position = 0
 
     async def run(self) -> None:
@@ -88,12 +88,12 @@ class Router:
                 log.exception("routing failed; retrying in 1s")
                 await asyncio.sleep(1.0)
                 continue
-            if read < self._batch:
+            if read < self.batch:
                 await self._log.wait(signal)
 
     async def step(self) -> int:
         """Route the next batch of records; answer how many records were read."""
-        records = await self._log.read(self.position, self._batch)
+        records = await self._log.read(self.position, self.batch)
         if not records:
             return 0
         if self._shared:

@@ -1,7 +1,8 @@
 """Subscriptions: which events go where, and how hard to try (the ``route`` stage).
 
 A subscription is a filter (type patterns, source, subject, an expression over the event), a
-sink (an HTTP endpoint, or "publish a new event") and a delivery policy. Everything is checked
+sink (an HTTP endpoint, "publish a new event", an action in an Odoo system, or a publish to
+an MQTT system's broker) and a delivery policy. Everything is checked
 when the subscription is created, so a bad one is refused then, not when it first fires.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..connectors.mqtt.config import MqttPublishTarget
 from ..envelope import _SOURCE_RE, _TYPE_RE, Event
 from .expression import ExpressionError, compile_expression
 
@@ -24,6 +26,7 @@ __all__ = [
     "HeaderAuth",
     "HttpSink",
     "Matcher",
+    "MqttSink",
     "OdooSink",
     "OdooTarget",
     "PublishSink",
@@ -213,6 +216,16 @@ class OdooSink(_Strict):
         return self.model_dump()
 
 
+class MqttSink(_Strict):
+    """Publish to an MQTT system's broker (``mqtt: {system, topic, payload, qos, retain}``;
+    the topic is a template over the event, checked here: see ``MqttPublishTarget``)."""
+
+    mqtt: MqttPublishTarget
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 class RetryPolicy(_Strict):
     """Capped exponential backoff with jitter: delay n = min(max_delay, initial * factor^n)."""
 
@@ -245,7 +258,7 @@ class SubscriptionSpec(_Strict):
     filter: str | None = Field(
         default=None, max_length=1000, description="expression over the event"
     )
-    sink: HttpSink | PublishSink | OdooSink
+    sink: HttpSink | PublishSink | OdooSink | MqttSink
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     enabled: bool = True
 
