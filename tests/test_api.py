@@ -223,3 +223,21 @@ async def test_sink_credentials_never_come_back(client: httpx.AsyncClient) -> No
     for response in (created, listed):
         assert "s3cret" not in response.text
     assert created.json()["sink"]["auth"] == {"type": "bearer", "configured": True}
+
+
+async def test_the_event_catalog_is_published(client: httpx.AsyncClient) -> None:
+    listing = (await client.get("/v1/catalog")).json()["event_types"]
+    types = {entry["type"] for entry in listing}
+    assert {"production.completed.v1", "quality.hold.placed.v1"} <= types
+    schema = await client.get("/v1/catalog/production.completed.v1")
+    assert schema.headers["content-type"] == "application/schema+json"
+    assert schema.json()["$id"].endswith("/production.completed.v1.json")
+    missing = await client.get("/v1/catalog/no.such.type.v1")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    # /asyncapi.json is open, like /openapi.json; the catalog itself needs the key.
+    async with httpx.AsyncClient(base_url=str(client.base_url)) as anonymous:
+        document = (await anonymous.get("/asyncapi.json")).json()
+        assert (await anonymous.get("/v1/catalog")).status_code == 401
+    assert document["asyncapi"] == "3.0.0"
+    assert len(document["channels"]) == len(types)  # one channel per event type

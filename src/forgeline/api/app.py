@@ -18,6 +18,7 @@ from .. import __version__
 from ..config import Settings
 from ..exceptions import BackendError, Unauthorized
 from ..hub import Hub
+from .catalog import catalog, published
 from .events import json_response
 from .events import router as events_router
 from .hooks import hooks
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.include_router(events_router, dependencies=guarded)
     app.include_router(subscriptions, dependencies=guarded)
     app.include_router(deadletters, dependencies=guarded)
+    app.include_router(catalog, dependencies=guarded)  # everything under /v1 needs the key
+    app.include_router(published)  # /asyncapi.json: open, like /openapi.json
     app.include_router(hooks)  # authenticated per hook, by its own secret
 
     add_operations(app, the_hub)
