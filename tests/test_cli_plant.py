@@ -172,3 +172,27 @@ def test_check_validates_a_config_and_names_each_error(tmp_path: Path) -> None:
     result = invoke("check", str(config))
     assert result.exit_code == 1
     assert "subscriptions.confirm.sink.odoo.system: no system named 'mrp'" in result.output
+
+
+def test_map_test_prints_the_result_or_the_exact_error(tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "name: mes-production\n"
+        "tables:\n  status: {COMPLETE: completed}\n"
+        "fields:\n  order: data.erpOrder\n  status: {path: data.status, lookup: status}\n"
+        "  grams: {path: data.qty, unit: {from: kg, to: g}}\n"
+    )
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps({"erpOrder": "WH/MO/00007", "status": "COMPLETE", "qty": 1.5}))
+    result = invoke("map", "test", str(mapping), str(sample))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "order": "WH/MO/00007",
+        "status": "completed",
+        "grams": 1500.0,
+    }
+
+    sample.write_text(json.dumps({"erpOrder": "WH/MO/00007", "status": "DONEE", "qty": 1}))
+    result = invoke("map", "test", str(mapping), str(sample))
+    assert result.exit_code == 1
+    assert "unknown word 'DONEE' in status table 'status'" in result.output

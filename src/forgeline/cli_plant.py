@@ -33,11 +33,13 @@ sim_app = typer.Typer(
     no_args_is_help=True,
 )
 sync_app = typer.Typer(help="Batch sync with the plant's systems.", no_args_is_help=True)
+map_app = typer.Typer(help="Mappings: try one on a sample.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(sim_app, name="sim")
     app.add_typer(sync_app, name="sync")
+    app.add_typer(map_app, name="map")
     app.command("check")(check)
 
 
@@ -275,3 +277,25 @@ def check(
         f"[green]{escape(str(config))} is valid[/green]: {len(settings.subscriptions)} "
         f"subscription(s), {len(settings.systems)} system(s)"
     )
+
+
+@map_app.command("test")
+def map_test(
+    mapping: Annotated[Path, typer.Argument(help="The mapping (YAML or JSON).")],
+    sample: Annotated[
+        Path, typer.Argument(help="A sample: a CloudEvent, or its data alone (JSON).")
+    ],
+    xref: Annotated[
+        Path | None,
+        typer.Option(help="Cross-reference rows: [[system, entity, external id, canonical id]]."),
+    ] = None,
+) -> None:
+    """Map SAMPLE with MAPPING: print the result as JSON, or the exact error (exit 1)."""
+    from .mapping import map_test as run_map_test
+
+    try:
+        result = run_map_test(mapping, sample, xref)
+    except ForgelineError as exc:
+        problems = [f"\n  {e['path']}: {e['message']}" for e in exc.errors if len(exc.errors) > 1]
+        raise _fail(f"{type(exc).__name__}: {exc}{''.join(problems)}") from exc
+    typer.echo(result)  # plain: rich would wrap long lines and read [brackets] as markup
