@@ -223,15 +223,17 @@ async def test_a_state_db_from_before_migrations_opens_with_its_data(tmp_path: P
 
 
 def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The migrations plus a revision 0002 (an index), as the next Forgeline would ship."""
+    """The migrations plus one more revision (an index), as the next Forgeline would ship."""
+    after = HEAD
+    revision = f"{int(after) + 1:04d}"
     scripts = tmp_path / "migrations"
     shutil.copytree(Path(migrations.__file__).parent, scripts)
-    (scripts / "versions" / "r0002_extra_index.py").write_text(
-        '''"""Revision ID: 0002"""
+    (scripts / "versions" / f"r{revision}_extra_index.py").write_text(
+        f'''"""Revision ID: {revision}"""
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{revision}"
+down_revision = "{after}"
 branch_labels = None
 depends_on = None
 
@@ -245,16 +247,16 @@ def downgrade() -> None:
 '''
     )
     monkeypatch.setattr(migrations, "_HERE", scripts)
-    monkeypatch.setattr(migrations, "HEAD", "0002")
-    monkeypatch.setattr(postgres_store, "HEAD", "0002")
-    return "0002"
+    monkeypatch.setattr(migrations, "HEAD", revision)
+    monkeypatch.setattr(postgres_store, "HEAD", revision)
+    return revision
 
 
 async def test_a_store_at_an_older_revision_is_upgraded_on_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    async with open_store(url) as store:  # made by this Forgeline, at 0001
+    async with open_store(url) as store:  # made by this Forgeline, at HEAD
         await store.create_subscription(spec(), 0)
     revision = next_revision(tmp_path, monkeypatch)
     async with open_store(url) as store:

@@ -9,6 +9,9 @@ Types differ where the engines do: times are epoch seconds (SQLite ``REAL``, Pos
 ``double precision``, never ``real``, which is four bytes and would round them to minutes),
 positions and delivery ids are 64-bit on PostgreSQL, and a subscription's spec is ``jsonb``
 there so operators can query it.
+
+Tables by revision: ``0001`` subscriptions, cursors, deliveries, attempts; ``0002`` xrefs
+(the cross-reference of ids per system and canonical ids, used by ``forgeline.ownership``).
 """
 
 from __future__ import annotations
@@ -115,6 +118,23 @@ attempts = sa.Table(
     sa.Column("status", sa.Integer),
     sa.Column("error", sa.Text),
     sa.Column("response", sa.Text),
+)
+
+# One row per (system, entity, external id): the canonical id that system's record stands
+# for. ``id`` orders rows by insertion, so an in-process cache can fetch just the new ones.
+# A canonical object has at most one record per system, which is what lets ``reverse`` answer
+# ``{system: external id}``; that constraint's index also serves the reverse lookup.
+xrefs = sa.Table(
+    "xrefs",
+    metadata,
+    sa.Column("id", Int64, primary_key=True, autoincrement=True),
+    sa.Column("system", sa.Text, nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("canonical_id", sa.Text, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.UniqueConstraint("system", "entity", "external_id", name="xrefs_external"),
+    sa.UniqueConstraint("canonical_id", "entity", "system", name="xrefs_canonical"),
 )
 
 # Alembic's own shape for its version table, so a database created here can be upgraded by it.
