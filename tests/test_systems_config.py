@@ -237,3 +237,16 @@ def test_a_bad_mqtt_topic_template_is_refused_with_the_sink() -> None:
                 "sink": {"mqtt": {"system": "b", "topic": "{nope.x}"}},
             }
         )
+
+
+def test_a_rest_sinks_mapping_file_is_checked_when_the_config_loads(tmp_path: Path) -> None:
+    mapping = tmp_path / "no.yaml"
+    config = _config(
+        tmp_path,
+        "subscriptions:\n  - name: wms\n    types: [production.*]\n"
+        f"    sink: {{rest: {{url: 'http://wms/t', body: {{mapping: '{mapping}'}}}}}}\n",
+    )
+    with pytest.raises(ConfigError, match=r"subscriptions\.wms\.sink\.rest\.body\.mapping"):
+        Settings.load(config_file=config, env={})
+    mapping.write_text("fields: {task: data.wo}\n")
+    assert Settings.load(config_file=config, env={}).subscriptions[0].name == "wms"

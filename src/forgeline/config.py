@@ -140,10 +140,26 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
         for name, item in systems.items()
     }
     for spec in values["subscriptions"]:
-        problem = unknown_system(spec, values["systems"])
+        problem = unknown_system(spec, values["systems"]) or _mapping_file_problem(spec)
         if problem:
             raise ConfigError(f"{path}: subscriptions.{spec.name}.{problem}")
     return replace(settings, **values)
+
+
+def _mapping_file_problem(spec: SubscriptionSpec) -> str | None:
+    """A REST sink's mapping file must exist and compile when the config is loaded."""
+    body = getattr(getattr(spec.sink, "rest", None), "body", None)
+    mapping = getattr(body, "mapping", None)
+    if not isinstance(mapping, str):
+        return None
+    from .mapping import read_mapping
+
+    try:
+        read_mapping(mapping)
+    except ConfigError as exc:
+        problems = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
+        return f"sink.rest.body.mapping: {problems or exc.detail}"
+    return None
 
 
 def unknown_system(spec: SubscriptionSpec, systems: dict[str, SystemSpec]) -> str | None:

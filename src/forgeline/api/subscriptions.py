@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from ..exceptions import Conflict
+from ..exceptions import Conflict, InvalidSubscription
 from ..hub import Hub
 from ..log import EventLog
 from ..route.subscription import SubscriptionSpec
@@ -37,8 +37,38 @@ def subscription_json(sub: Subscription) -> dict[str, Any]:
     }
 
 
+_HOST_REFERENCE = ("env:", "file:")
+
+
+def _no_host_references(spec: SubscriptionSpec) -> None:
+    """Secret references and mapping files are read on the hub's host: over HTTP they would
+    let a caller send any file or variable of the host to a URL of its choosing. They belong
+    in the config file, written by whoever runs the host; the API takes inline values."""
+    found: list[str] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+        elif isinstance(value, str) and (
+            value.startswith(_HOST_REFERENCE) or where.endswith(".body.mapping")
+        ):
+            found.append(where)
+
+    walk(spec.sink.model_dump(), "sink")
+    if found:
+        raise InvalidSubscription(
+            "secret references (env:, file:) and mapping files are for the config file, not "
+            f"the API: {', '.join(found)}"
+        )
+
+
 @subscriptions.post("", status_code=201, summary="Create a subscription")
 async def create_subscription(request: Request, spec: SubscriptionSpec) -> Response:
+    _no_host_references(spec)
     sub = await _hub(request).create_subscription(spec)
     return json_response(
         subscription_json(sub), 201, headers={"Location": f"/v1/subscriptions/{sub.id}"}
@@ -66,6 +96,7 @@ async def get_subscription(request: Request, id: str) -> Response:
 
 @subscriptions.put("/{id}", summary="Replace a subscription's definition")
 async def update_subscription(request: Request, id: str, spec: SubscriptionSpec) -> Response:
+    _no_host_references(spec)
     hub = _hub(request)
     current = await hub.store.get_subscription(id)
     return json_response(subscription_json(await hub.update_subscription(current.id, spec)))

@@ -29,11 +29,12 @@ from ..exceptions import (
 from ..log import EventLog
 from ..metrics import Metrics
 from ..route.router import SubscriptionTable
-from ..route.subscription import HttpSink, MqttSink, OdooSink
+from ..route.subscription import HttpSink, MqttSink, OdooSink, RestSink
 from ..store import Claim, Outcome, Store, Subscription
 from ..store.base import Attempt
 from .mqtt import deliver_to_mqtt
 from .odoo import deliver_to_odoo
+from .rest import RestSender
 from .retry import next_attempt_at
 from .sinks import HttpSender, publish_derived
 
@@ -64,6 +65,7 @@ class Dispatcher:
         self._store = store
         self._table = table
         self._sender = sender
+        self._rest = RestSender(sender)  # shares the sender's session; holds OAuth2 tokens
         self._metrics = metrics
         self.owner = owner
         self._inflight: dict[str, int] = defaultdict(int)
@@ -157,6 +159,8 @@ class Dispatcher:
             sink = sub.spec.sink
             if isinstance(sink, HttpSink):
                 status = (await self._sender.send(sink, event, policy.timeout)).status
+            elif isinstance(sink, RestSink):
+                status = (await self._rest.send(sink.rest, event, policy.timeout)).status
             elif isinstance(sink, OdooSink | MqttSink):
                 if isinstance(sink, OdooSink):
                     peer = "Odoo"

@@ -1,5 +1,9 @@
 """Sinks: the last hop of the data path. One attempt each; the dispatcher owns retries.
 
+The webhook sink (``HttpSender``: CloudEvents structured POST) lives here, with the rules
+every HTTP sink shares (``refusal``: what a status means; ``read_failure``, ``drain``); the
+templated REST sink is ``rest.py`` and uses the same session and rules.
+
 HTTP goes through one shared aiohttp session: on this machine kind aiohttp sustained 3-4x
 httpx's request rate at the concurrency delivery runs (DESIGN.md §6). aiohttp's errors are
 translated here into ``TransientDeliveryError`` (try again later) or
@@ -21,7 +25,15 @@ from ..exceptions import PermanentDeliveryError, TransientDeliveryError
 from ..log import EventLog
 from ..route.subscription import HttpSink, PublishSink
 
-__all__ = ["EXCERPT_LIMIT", "HttpSender", "Sent", "publish_derived"]
+__all__ = [
+    "EXCERPT_LIMIT",
+    "HttpSender",
+    "Sent",
+    "drain",
+    "publish_derived",
+    "read_failure",
+    "refusal",
+]
 
 #: Bytes of a failing response kept with the attempt: enough to read an error, never a dump.
 EXCERPT_LIMIT = 1024
@@ -48,6 +60,12 @@ class HttpSender:
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
             )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session (and connection pool), for the other HTTP sinks."""
+        assert self._session is not None, "HttpSender.open() first"
+        return self._session
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -81,23 +99,36 @@ class HttpSender:
             ) as response:
                 status = response.status
                 if 200 <= status < 300:
-                    await _drain(response)
+                    await drain(response)
                     return Sent(status)
-                excerpt = await _excerpt(response)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                excerpt, retry_after = await read_failure(response)
         except TimeoutError as exc:
             raise TransientDeliveryError(f"no answer within {timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        detail = f"HTTP {status}"
-        if status >= 500 or status in _TRANSIENT_4XX:
-            raise TransientDeliveryError(
-                detail, http_status=status, response_excerpt=excerpt, retry_after=retry_after
-            )
-        raise PermanentDeliveryError(detail, http_status=status, response_excerpt=excerpt)
+        raise refusal(status, excerpt, retry_after)
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
+def refusal(
+    status: int, excerpt: str, retry_after: float | None, detail: str | None = None
+) -> TransientDeliveryError | PermanentDeliveryError:
+    """What an answer that is not success means: worth retrying (5xx, 408, 425, 429, with the
+    sink's ``Retry-After``) or not (any other status: the sink refused the request itself)."""
+    detail = detail or f"HTTP {status}"
+    if status >= 500 or status in _TRANSIENT_4XX:
+        return TransientDeliveryError(
+            detail, http_status=status, response_excerpt=excerpt, retry_after=retry_after
+        )
+    return PermanentDeliveryError(detail, http_status=status, response_excerpt=excerpt)
+
+
+async def read_failure(response: aiohttp.ClientResponse) -> tuple[str, float | None]:
+    """A failing answer's body excerpt and its ``Retry-After`` in seconds."""
+    excerpt = await _excerpt(response)
+    return excerpt, _retry_after(response.headers.get("Retry-After"))
+
+
+async def drain(response: aiohttp.ClientResponse) -> None:
     """Read a small body to its end so the connection goes back to the pool; past the limit
     stop reading (chunked or not) and let aiohttp close the connection instead."""
     drained = 0
