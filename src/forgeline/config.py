@@ -12,8 +12,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .exceptions import ConfigError
-from .route.subscription import MqttSink, OdooSink, SubscriptionSpec
-from .systems import SYSTEM_KINDS, MqttSystem, OdooSystem, SystemSpec, system_spec
+from .route.subscription import FileSink, MqttSink, OdooSink, SubscriptionSpec
+from .systems import (
+    SYSTEM_KINDS,
+    FilesSystem,
+    MqttSystem,
+    OdooSystem,
+    SystemSpec,
+    system_spec,
+)
 
 __all__ = ["Settings", "unknown_system"]
 
@@ -165,12 +172,15 @@ def _mapping_file_problem(spec: SubscriptionSpec) -> str | None:
 def unknown_system(spec: SubscriptionSpec, systems: dict[str, SystemSpec]) -> str | None:
     """What is wrong when a subscription's sink names a system the config does not have, or
     one of another kind (an Odoo action sent to a broker could never work)."""
+    key: str  # the sink's key in the config: ``file`` writes to a ``files`` system
     kind: str
-    model: type[OdooSystem] | type[MqttSystem]
+    model: type[OdooSystem] | type[MqttSystem] | type[FilesSystem]
     if isinstance(spec.sink, OdooSink):
-        kind, name, model = "odoo", spec.sink.odoo.system, OdooSystem
+        key, kind, name, model = "odoo", "odoo", spec.sink.odoo.system, OdooSystem
     elif isinstance(spec.sink, MqttSink):
-        kind, name, model = "mqtt", spec.sink.mqtt.system, MqttSystem
+        key, kind, name, model = "mqtt", "mqtt", spec.sink.mqtt.system, MqttSystem
+    elif isinstance(spec.sink, FileSink):
+        key, kind, name, model = "file", "files", spec.sink.file.system, FilesSystem
     else:
         return None
     system = systems.get(name)
@@ -179,9 +189,9 @@ def unknown_system(spec: SubscriptionSpec, systems: dict[str, SystemSpec]) -> st
     fitting = sorted(other for other, found in systems.items() if isinstance(found, model))
     known = ", ".join(fitting) or "none is configured"
     if system is None:
-        return f"sink.{kind}.system: no system named {name!r} ({kind} systems: {known})"
+        return f"sink.{key}.system: no system named {name!r} ({kind} systems: {known})"
     return (
-        f"sink.{kind}.system: {name!r} is an {system.kind} system, not an {kind} one "
+        f"sink.{key}.system: {name!r} is an {system.kind} system, not an {kind} one "
         f"({kind} systems: {known})"
     )
 

@@ -4,7 +4,8 @@ A system that is down when the hub starts must not stop the hub: clients are ope
 use, under a lock, and a failed open is retried by the next use (the delivery that needed it
 is rescheduled as a transient failure). Bad credentials are permanent: they need a person.
 
-Odoo systems get one ``OdooClient`` each; MQTT systems one publishing ``MqttSink`` each,
+Odoo systems get one ``OdooClient`` each; files systems one batching ``FileSink`` each (its
+outbox); MQTT systems one publishing ``MqttSink`` each,
 shared by every subscription that publishes there (it connects on its first publish and
 reconnects after a loss by itself). An MQTT system's *source* is not here: it is a loop
 the hub supervises (``sources_mqtt``), with its own session.
@@ -18,13 +19,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ._lifecycle import AsyncResource
 from .exceptions import ForgelineError, NotFound, TransientDeliveryError
-from .systems import MqttSystem, OdooSystem, SystemSpec
+from .systems import FilesSystem, MqttSystem, OdooSystem, SystemSpec
 
 if TYPE_CHECKING:
+    from .connectors.files import FileSink
     from .connectors.mqtt import MqttSink
     from .connectors.odoo import OdooClient
 
-_Kind = TypeVar("_Kind", OdooSystem, MqttSystem)
+_Kind = TypeVar("_Kind", OdooSystem, MqttSystem, FilesSystem)
 
 __all__ = ["Connections"]
 
@@ -37,6 +39,7 @@ class Connections(AsyncResource):
         self._env = env
         self._clients: dict[str, OdooClient] = {}
         self._sinks: dict[str, MqttSink] = {}
+        self._outboxes: dict[str, FileSink] = {}
         self._locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in self.systems}
 
     async def open(self) -> None:
@@ -45,6 +48,9 @@ class Connections(AsyncResource):
     async def aclose(self) -> None:
         clients, self._clients = self._clients, {}
         sinks, self._sinks = self._sinks, {}
+        outboxes, self._outboxes = self._outboxes, {}
+        for outbox in outboxes.values():
+            await outbox.aclose()  # the batches waiting are written first
         for client in clients.values():
             await client.aclose()
         for sink in sinks.values():
@@ -90,6 +96,19 @@ class Connections(AsyncResource):
 
                 sink = self._sinks[name] = MqttSink(spec.broker(self._env))
             return sink
+
+    async def file_sink(self, name: str) -> FileSink:
+        """The outbox writer of one files system, shared by every subscription writing
+        there, so their events share batches and one sequence of file names."""
+        outbox = self._outboxes.get(name)
+        if outbox is not None:
+            return outbox
+        spec = self._spec_of(name, FilesSystem)
+        async with self._locks[name]:
+            outbox = self._outboxes.get(name)
+            if outbox is None:
+                outbox = self._outboxes[name] = spec.sink()
+            return outbox
 
     async def odoo(self, name: str) -> OdooClient:
         """The connected client of one Odoo system, opened (version detected, logged in) now

@@ -31,6 +31,7 @@ from .metrics import Metrics
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
 from .sources import OdooSources
+from .sources_files import FileSources
 from .sources_mqtt import MqttSources
 from .store import DeadLetterFilter, Store, Subscription, open_store
 
@@ -81,6 +82,7 @@ class Hub(AsyncResource):
         self.connections = Connections(settings.systems)
         self.sources = OdooSources(self.connections, self.publish, settings.data_dir / "odoo")
         self.mqtt = MqttSources(settings.systems, self.publish)
+        self.files = FileSources(settings.systems, self.publish)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.dispatcher = Dispatcher(
             self.log,
@@ -335,6 +337,8 @@ class Hub(AsyncResource):
                 self._supervise("router", self.router.run),
                 self._supervise("retention", self._retention_loop),
                 *(self._supervise(name, run) for name, run in self.sources.loops()),
+                # Leader only: see ``sources_files``.
+                *(self._supervise(name, run) for name, run in self.files.loops()),
             ]
             self.leading = True
             try:

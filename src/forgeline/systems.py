@@ -1,8 +1,9 @@
 """The systems a hub talks to, as the config file declares them (``systems:``).
 
 A system is a named peer with a connector, chosen by ``kind``: ``odoo`` (the default, so
-configs written before there were kinds load unchanged) or ``mqtt`` (a broker; its shape,
-``MqttSystem``, lives with the MQTT connector). Its settings are validated when the
+configs written before there were kinds load unchanged), ``mqtt`` (a broker; its shape,
+``MqttSystem``, lives with the MQTT connector) or ``files`` (a partner's folders; its shape,
+``FilesSystem``, lives with the files connector). Its settings are validated when the
 config loads, but secrets stay *references* (``env:NAME``, ``file:/path``) until the hub
 opens the connector, so ``forgeline check`` never needs them and they never reach a log or an
 API answer.
@@ -25,11 +26,13 @@ from pydantic import (
     field_validator,
 )
 
+from .connectors.files.config import FilesSystem
 from .connectors.mqtt.config import MqttSystem
 from .exceptions import ConfigError
 
 __all__ = [
     "SYSTEM_KINDS",
+    "FilesSystem",
     "MqttSystem",
     "OdooPoll",
     "OdooSystem",
@@ -135,7 +138,11 @@ class OdooSystem(_Strict):
         )
 
 
-SYSTEM_KINDS: dict[str, type[BaseModel]] = {"odoo": OdooSystem, "mqtt": MqttSystem}
+SYSTEM_KINDS: dict[str, type[BaseModel]] = {
+    "odoo": OdooSystem,
+    "mqtt": MqttSystem,
+    "files": FilesSystem,
+}
 
 
 def _kind(value: Any) -> str:
@@ -147,7 +154,9 @@ def _kind(value: Any) -> str:
 
 #: One system of the config, whichever kind: the models' own ``kind`` fields tell them apart.
 SystemSpec: TypeAlias = Annotated[
-    Annotated[OdooSystem, Tag("odoo")] | Annotated[MqttSystem, Tag("mqtt")],
+    Annotated[OdooSystem, Tag("odoo")]
+    | Annotated[MqttSystem, Tag("mqtt")]
+    | Annotated[FilesSystem, Tag("files")],
     Discriminator(
         _kind,
         custom_error_type="unknown_system_kind",
@@ -155,10 +164,10 @@ SystemSpec: TypeAlias = Annotated[
     ),
 ]
 
-_ADAPTER: TypeAdapter[OdooSystem | MqttSystem] = TypeAdapter(SystemSpec)
+_ADAPTER: TypeAdapter[OdooSystem | MqttSystem | FilesSystem] = TypeAdapter(SystemSpec)
 
 
-def system_spec(value: Any) -> OdooSystem | MqttSystem:
+def system_spec(value: Any) -> OdooSystem | MqttSystem | FilesSystem:
     """``value`` (a mapping from the config) validated as the system its ``kind`` names;
     pydantic's ``ValidationError`` otherwise, located under the kind's tag."""
     return _ADAPTER.validate_python(value)

@@ -29,9 +29,10 @@ from ..exceptions import (
 from ..log import EventLog
 from ..metrics import Metrics
 from ..route.router import SubscriptionTable
-from ..route.subscription import HttpSink, MqttSink, OdooSink, RestSink
+from ..route.subscription import FileSink, HttpSink, MqttSink, OdooSink, RestSink
 from ..store import Claim, Outcome, Store, Subscription
 from ..store.base import Attempt
+from .files import deliver_to_file
 from .mqtt import deliver_to_mqtt
 from .odoo import deliver_to_odoo
 from .rest import RestSender
@@ -161,10 +162,13 @@ class Dispatcher:
                 status = (await self._sender.send(sink, event, policy.timeout)).status
             elif isinstance(sink, RestSink):
                 status = (await self._rest.send(sink.rest, event, policy.timeout)).status
-            elif isinstance(sink, OdooSink | MqttSink):
+            elif isinstance(sink, OdooSink | MqttSink | FileSink):
                 if isinstance(sink, OdooSink):
                     peer = "Odoo"
                     effect = deliver_to_odoo(self._connections, sink.odoo, event)
+                elif isinstance(sink, FileSink):
+                    peer = "the outbox"
+                    effect = deliver_to_file(self._connections, sink.file, event)
                 else:
                     peer = "the MQTT broker"
                     effect = deliver_to_mqtt(self._connections, sink.mqtt, event, policy.timeout)

@@ -2,8 +2,9 @@
 
 A subscription is a filter (type patterns, source, subject, an expression over the event), a
 sink (an HTTP endpoint, a templated REST call, "publish a new event", an action in an Odoo
-system, or a publish to an MQTT system's broker) and a delivery policy. Everything is checked
-when the subscription is created, so a bad one is refused then, not when it first fires.
+system, a publish to an MQTT system's broker, or files in a files system's outbox) and a
+delivery policy. Everything is checked when the subscription is created, so a bad one is
+refused then, not when it first fires.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..connectors.files.config import FileOutbox
 from ..connectors.mqtt.config import MqttPublishTarget
 from ..connectors.mqtt.topics import Template
 from ..envelope import _SOURCE_RE, _TYPE_RE, Event
@@ -34,6 +36,7 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "DeliveryPolicy",
+    "FileSink",
     "HeaderAuth",
     "HttpSink",
     "MappingBody",
@@ -512,6 +515,16 @@ class RestSink(_Strict):
         return shown
 
 
+class FileSink(_Strict):
+    """Write events into a files system's outbox, in batches, each file appearing whole
+    (``file: {system, name, format, payload, columns}``: see ``FileOutbox``)."""
+
+    file: FileOutbox
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 class RetryPolicy(_Strict):
     """Capped exponential backoff with jitter: delay n = min(max_delay, initial * factor^n)."""
 
@@ -544,7 +557,7 @@ class SubscriptionSpec(_Strict):
     filter: str | None = Field(
         default=None, max_length=1000, description="expression over the event"
     )
-    sink: HttpSink | RestSink | PublishSink | OdooSink | MqttSink
+    sink: HttpSink | RestSink | PublishSink | OdooSink | MqttSink | FileSink
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     enabled: bool = True
 
