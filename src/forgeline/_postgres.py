@@ -10,13 +10,23 @@ as its own (the store's ``pool_size``). A URL may carry a password, so every mes
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
 from .exceptions import BackendError, BackendUnavailable, ConfigError
 
-__all__ = ["DRIVER_ERRORS", "PostgresUrl", "connection_lost", "redacted", "translate"]
+_COMMAND_TIMEOUT = 30.0
+
+__all__ = [
+    "DRIVER_ERRORS",
+    "PostgresUrl",
+    "connection_lost",
+    "create_pool",
+    "redacted",
+    "translate",
+]
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 
@@ -93,3 +103,30 @@ def translate(exc: BaseException, doing: str) -> BackendError:
     if connection_lost(exc) or isinstance(exc, OSError | TimeoutError):
         return BackendUnavailable(f"PostgreSQL unreachable while {doing}: {exc}")
     return BackendError(f"PostgreSQL failed while {doing}: {exc}")
+
+
+async def _keep_session(conn: Any) -> None:
+    """Released connections skip asyncpg's ``RESET ALL; UNLISTEN *; …``: a round trip per
+    statement, for session state these pools never set (an open transaction is still rolled
+    back by the pool)."""
+
+
+async def create_pool(dsn: str, size: int) -> Any:
+    """A pool for the store's tables, errors translated: a missing database or an unknown
+    role is a ConfigError (retrying will not fix it), anything else unavailable."""
+    try:
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            command_timeout=_COMMAND_TIMEOUT,
+            timeout=10,
+            reset=_keep_session,
+        )
+    except (
+        asyncpg.InvalidCatalogNameError,
+        asyncpg.InvalidAuthorizationSpecificationError,
+    ) as exc:
+        raise ConfigError(f"PostgreSQL refused {redacted(dsn)}: {exc}") from exc
+    except DRIVER_ERRORS as exc:
+        raise BackendUnavailable(f"cannot connect to PostgreSQL at {redacted(dsn)}: {exc}") from exc

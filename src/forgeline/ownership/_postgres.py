@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, redacted, translate
-from ..exceptions import BackendError, BackendUnavailable, ConfigError, ForgelineError
+from .._postgres import DRIVER_ERRORS, PostgresUrl, create_pool, translate
+from ..exceptions import BackendError, BackendUnavailable, ForgelineError
 from ..store import migrations
 from .xref import Binding, CrossReferences, Key, already_bound
 
@@ -26,12 +26,7 @@ __all__ = ["PostgresCrossReferences"]
 T = TypeVar("T")
 
 _DEFAULT_POOL = 4
-_COMMAND_TIMEOUT = 30.0
 _COLUMNS = "system, entity, external_id, canonical_id, id, created_at"
-
-
-async def _keep_session(conn: Any) -> None:
-    """Released connections skip asyncpg's session reset: this never sets session state."""
 
 
 def _binding(row: Sequence[Any]) -> Binding:
@@ -67,24 +62,7 @@ class PostgresCrossReferences(CrossReferences):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        try:
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=1,
-                max_size=self._pool_size,
-                command_timeout=_COMMAND_TIMEOUT,
-                timeout=10,
-                reset=_keep_session,
-            )
-        except (
-            asyncpg.InvalidCatalogNameError,
-            asyncpg.InvalidAuthorizationSpecificationError,
-        ) as exc:
-            raise ConfigError(f"PostgreSQL refused {redacted(self._dsn)}: {exc}") from exc
-        except DRIVER_ERRORS as exc:
-            raise BackendUnavailable(
-                f"cannot connect to PostgreSQL at {redacted(self._dsn)}: {exc}"
-            ) from exc
+        pool = await create_pool(self._dsn, self._pool_size)
         try:
             await self._migrate(pool)
         except BaseException:

@@ -30,11 +30,10 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 from ulid import ULID
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, redacted, translate
+from .._postgres import DRIVER_ERRORS, PostgresUrl, create_pool, translate
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
-    ConfigError,
     Conflict,
     ForgelineError,
     NotFound,
@@ -58,7 +57,6 @@ __all__ = ["PostgresStore", "parse_url"]
 T = TypeVar("T")
 
 _DEFAULT_POOL = 10
-_COMMAND_TIMEOUT = 30.0
 
 _OPEN = "('pending', 'retrying', 'inflight')"
 _OPEN_OR_DEAD = "('pending', 'retrying', 'inflight', 'dead')"
@@ -74,12 +72,6 @@ def parse_url(url: str) -> tuple[str, str, int]:
     """The DSN for asyncpg, the schema the store lives in and the pool size, from ``url``."""
     parsed = PostgresUrl(url, own=("pool_size",))
     return parsed.dsn, parsed.schema, parsed.pool_size(_DEFAULT_POOL)
-
-
-async def _keep_session(conn: Any) -> None:
-    """Released connections skip asyncpg's ``RESET ALL; UNLISTEN *; …``: a round trip per
-    statement, for session state this store never sets (an open transaction is still rolled
-    back by the pool)."""
 
 
 def _count(status: str) -> int:
@@ -177,25 +169,7 @@ class PostgresStore(Store):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        try:
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=1,
-                max_size=self._pool_size,
-                command_timeout=_COMMAND_TIMEOUT,
-                timeout=10,
-                reset=_keep_session,
-            )
-        except (
-            asyncpg.InvalidCatalogNameError,
-            asyncpg.InvalidAuthorizationSpecificationError,
-        ) as exc:
-            # A missing database or an unknown role will not fix itself by retrying.
-            raise ConfigError(f"PostgreSQL refused {redacted(self._dsn)}: {exc}") from exc
-        except DRIVER_ERRORS as exc:
-            raise BackendUnavailable(
-                f"cannot connect to PostgreSQL at {redacted(self._dsn)}: {exc}"
-            ) from exc
+        pool = await create_pool(self._dsn, self._pool_size)
         try:
             await self._migrate(pool)
         except BaseException:
