@@ -17,13 +17,11 @@ import asyncio
 import hashlib
 import hmac
 import os
-import signal
 import socket
 import sys
-import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -35,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from .._lifecycle import AsyncResource
+from ._serving import OnLoop, serve_in_thread, serve_until_signal
 from .plant_faults import FaultPlan, plant_fault_middleware
 
 __all__ = [
@@ -187,7 +186,7 @@ class Callbacks(AsyncResource):
 # --- the server -------------------------------------------------------------------------------
 
 
-class PlantServer(AsyncResource):
+class PlantServer(OnLoop, AsyncResource):
     """A simulated plant system on ``host:port`` (port 0: any free port; ``url`` tells which).
 
     ``faults``: a ``FaultPlan`` in front of every route (settable later through ``faults``).
@@ -380,45 +379,11 @@ class PlantServer(AsyncResource):
         await self.callbacks.aclose()
         self.save()
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the server's loop thread (inspect or steer it from a test)."""
-        loop = self.loop
-        if loop is None:
-            return fn(*args)
-        with suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                return fn(*args)
 
-        async def invoke() -> T:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(invoke(), loop).result()
-
-
-@contextmanager
-def serve_plant_in_thread(factory: Callable[[], S]) -> Iterator[S]:
-    """Serve ``factory()`` on a background event loop, for blocking code."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="plant-sim", daemon=True)
-    thread.start()
-
-    async def build() -> S:
-        # Built on its loop: its asyncio objects belong there.
-        server = factory()
-        await server.open()
-        return server
-
-    server: S | None = None
-    try:
-        server = asyncio.run_coroutine_threadsafe(build(), loop).result(timeout=30)
-        yield server
-    finally:
-        if server is not None:
-            with suppress(Exception):
-                asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+def serve_plant_in_thread(factory: Callable[[], S]) -> AbstractContextManager[S]:
+    """Serve ``factory()`` on a background event loop, for blocking code (a context manager
+    yielding the server)."""
+    return serve_in_thread(factory, name="plant-sim")
 
 
 def run_plant_server(
@@ -429,14 +394,4 @@ def run_plant_server(
     def announce(server: S) -> None:
         print(f"{server.system} simulator on {server.url} {describe}", file=sys.stderr, flush=True)
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        async with factory() as server:
-            (ready or announce)(server)
-            await stop.wait()
-
-    asyncio.run(serve())
+    serve_until_signal(factory, ready or announce)

@@ -14,18 +14,18 @@ code (the blocking client libraries in tests).
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..._lifecycle import AsyncResource
+from .._serving import OnLoop, serve_until_signal
+from .._serving import serve_in_thread as serve_on_thread
 from .faults import FaultPlan, fault_middleware
 from .protocols import add_routes
 from .protocols.admin import WEBHOOKS
@@ -69,7 +69,7 @@ def _workers_middleware(workers: int) -> Any:
     return limit
 
 
-class OdooServer(AsyncResource):
+class OdooServer(OnLoop, AsyncResource):
     """A simulated Odoo on ``host:port`` (port 0: any free port; ``url`` tells which).
 
     ``simulator``: serve this one (left open on close); otherwise one is created for
@@ -163,37 +163,13 @@ class OdooServer(AsyncResource):
         if self._owns_simulator and runner is not None:
             self.simulator.close()
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the server's loop thread (inspect the simulator from tests)."""
-        loop = self.loop
-        if loop is None:
-            return fn(*args)
-        with suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                return fn(*args)
 
-        async def invoke() -> T:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(invoke(), loop).result()
-
-
-@contextmanager
-def serve_in_thread(simulator: OdooSimulator | None = None, **kwargs: Any) -> Iterator[OdooServer]:
-    """Serve on a background event loop for blocking code; same arguments as ``OdooServer``."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="odoo-sim", daemon=True)
-    thread.start()
-    server = OdooServer(simulator, **kwargs)
-    try:
-        asyncio.run_coroutine_threadsafe(server.open(), loop).result(timeout=30)
-        yield server
-    finally:
-        with suppress(Exception):
-            asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+def serve_in_thread(
+    simulator: OdooSimulator | None = None, **kwargs: Any
+) -> AbstractContextManager[OdooServer]:
+    """Serve on a background event loop for blocking code; same arguments as ``OdooServer``
+    (a context manager yielding the server)."""
+    return serve_on_thread(lambda: OdooServer(simulator, **kwargs), name="odoo-sim")
 
 
 def run(
@@ -217,13 +193,8 @@ def run(
             flush=True,
         )
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        server = OdooServer(
+    serve_until_signal(
+        lambda: OdooServer(
             version=version,
             host=host,
             port=port,
@@ -231,9 +202,6 @@ def run(
             workers=workers,
             data=data,
             admin=admin,
-        )
-        async with server:
-            (ready or announce)(server)
-            await stop.wait()
-
-    asyncio.run(serve())
+        ),
+        ready or announce,
+    )
