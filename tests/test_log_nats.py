@@ -21,7 +21,7 @@ from forgeline import Event, open_log
 from forgeline.exceptions import BackendUnavailable, ConfigError, PayloadTooLarge
 from forgeline.log.nats import NatsLog, partition_of
 
-from .contract.log_contract import LogContract, make
+from .contract.log_contract import LogContract, make, wake_latency
 from .services import require
 
 pytestmark = pytest.mark.nats
@@ -94,19 +94,7 @@ async def test_events_of_one_key_share_a_partition_subject(url: str, stream: str
 async def test_an_append_in_another_process_wakes_a_stream(url: str) -> None:
     async with NatsLog(url) as writer, NatsLog(url) as reader:
         assert reader.poll_interval >= 5  # a prompt wake-up can only come from the consumer
-        got: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-
-        async def consume() -> None:
-            async for _ in reader.stream(await reader.head()):
-                got.set_result(time.perf_counter())
-                return
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        sent = time.perf_counter()
-        await writer.append(make(1))
-        assert await asyncio.wait_for(got, 5) - sent < 0.2
-        await task
+        assert await wake_latency(writer, reader) < 0.2
 
 
 async def test_survives_its_connection_being_cut(url: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +20,7 @@ from forgeline import open_log
 from forgeline.exceptions import BackendUnavailable, ConfigError
 from forgeline.log.postgres import PostgresLog
 
-from .contract.log_contract import LogContract, make
+from .contract.log_contract import LogContract, make, wake_latency
 from .services import require
 
 pytestmark = pytest.mark.postgres
@@ -150,19 +149,7 @@ async def test_readers_never_skip_a_late_commit(url: str) -> None:
 async def test_an_append_in_another_process_wakes_a_stream_via_notify(url: str) -> None:
     async with PostgresLog(url) as writer, PostgresLog(url) as reader:
         assert reader.poll_interval >= 5  # so a prompt wake-up can only come from NOTIFY
-        got: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-
-        async def consume() -> None:
-            async for _ in reader.stream(await reader.head()):
-                got.set_result(time.perf_counter())
-                return
-
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.1)
-        sent = time.perf_counter()
-        await writer.append(make(1))
-        assert await asyncio.wait_for(got, 5) - sent < 0.2
-        await task
+        assert await wake_latency(writer, reader) < 0.2
 
 
 async def _terminate(application_name: str) -> int:
