@@ -16,6 +16,7 @@ from forgeline.connectors.odoo import (
     JsonFileState,
     MemoryState,
     OdooClient,
+    OdooProtocolError,
     WriteDatePoller,
     odoo_source,
     record_to_event,
@@ -231,3 +232,21 @@ async def test_records_never_written_are_left_out_not_fatal() -> None:
     assert [r["id"] for r in await poller.poll()] == [2]
     await poller.commit()
     assert poller.watermark == "2026-01-01 10:00:01"
+
+
+async def test_a_server_that_ignores_the_keyset_is_an_error_not_a_spin() -> None:
+    # A full page that does not move the (write_date, id) cursor would be asked for again
+    # and again: the poller says so instead of hammering Odoo for ever.
+    class SamePage:
+        calls = 0
+
+        async def search_read(self, model: str, domain: Any, fields: Any, **kw: Any) -> Any:
+            self.calls += 1
+            return [{"id": 1, "write_date": "2026-01-01 10:00:00"}] * kw["limit"]
+
+    odoo = SamePage()
+    poller = WriteDatePoller(odoo, "stock.move", ["id"], page_size=2)  # type: ignore[arg-type]
+    assert [r["id"] for r in await poller.poll()] == [1]  # a full page: more may follow
+    with pytest.raises(OdooProtocolError, match="did not advance"):
+        await poller.poll()  # ...but the next page is the same one
+    assert odoo.calls == 2
