@@ -12,6 +12,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .exceptions import ConfigError
+from .mapping.cache import compiled_mapping
+from .ownership.registry import ENTITIES, OwnershipRegistry, OwnershipRule
+from .route.flow import expand_flows
 from .route.subscription import FileSink, MqttSink, OdooSink, SubscriptionSpec
 from .systems import (
     SYSTEM_KINDS,
@@ -40,8 +43,10 @@ class Settings:
     retention_seconds: float = 7 * 86_400
     # api: HTTP only; worker: routing, delivery, sources, housekeeping; all: both (embedded).
     role: Literal["all", "api", "worker"] = "all"
+    # The config's subscriptions, then one per target of each of its flows.
     subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
     systems: dict[str, SystemSpec] = field(default_factory=dict)
+    ownership: tuple[OwnershipRule, ...] = field(default_factory=tuple)
     config_file: Path | None = None
 
     @property
@@ -122,7 +127,7 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: the config must be a mapping")
-    unknown = set(document) - {"hub", "subscriptions", "systems"}
+    unknown = set(document) - {"hub", "subscriptions", "systems", "flows", "mappings", "ownership"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}")
     hub = document.get("hub") or {}
@@ -138,7 +143,11 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
     values["subscriptions"] = tuple(
         _validated(path, f"subscriptions[{index}]", SubscriptionSpec, item)
         for index, item in enumerate(document.get("subscriptions") or [])
-    )
+    ) + _flows(path, document)
+    try:
+        values["ownership"] = tuple(OwnershipRegistry.from_config(document.get("ownership")).rules)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.detail}", errors=exc.errors) from exc
     systems = document.get("systems") or {}
     if not isinstance(systems, dict):
         raise ConfigError(f"{path}: systems must map a name to a system's settings")
@@ -146,26 +155,61 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
         str(name): _validated_system(path, f"systems.{name}", item)
         for name, item in systems.items()
     }
+    names: dict[str, int] = {}
     for spec in values["subscriptions"]:
-        problem = unknown_system(spec, values["systems"]) or _mapping_file_problem(spec)
+        names[spec.name] = names.get(spec.name, 0) + 1
+        where = f"flows.{spec.flow} ({spec.name})" if spec.flow else f"subscriptions.{spec.name}"
+        problem = (
+            unknown_system(spec, values["systems"])
+            or _mapping_file_problem(spec)
+            or _entity_problem(spec)
+        )
         if problem:
-            raise ConfigError(f"{path}: subscriptions.{spec.name}.{problem}")
+            raise ConfigError(f"{path}: {where}.{problem}")
+    twice = sorted(name for name, count in names.items() if count > 1)
+    if twice:
+        raise ConfigError(f"{path}: two subscriptions (or flow targets) are named {twice}")
     return replace(settings, **values)
 
 
-def _mapping_file_problem(spec: SubscriptionSpec) -> str | None:
-    """A REST sink's mapping file must exist and compile when the config is loaded."""
-    body = getattr(getattr(spec.sink, "rest", None), "body", None)
-    mapping = getattr(body, "mapping", None)
-    if not isinstance(mapping, str):
-        return None
-    from .mapping import read_mapping
-
+def _flows(path: Path, document: dict[str, Any]) -> tuple[SubscriptionSpec, ...]:
+    mappings = document.get("mappings") or {}
+    if not isinstance(mappings, dict) or not all(
+        isinstance(name, str) and isinstance(file, str) for name, file in mappings.items()
+    ):
+        raise ConfigError(f"{path}: mappings must map a name to a mapping file's path")
+    base = path.parent
+    files = {
+        name: str(Path(file) if Path(file).is_absolute() else base / file)
+        for name, file in mappings.items()
+    }
     try:
-        read_mapping(mapping)
+        return tuple(expand_flows(document.get("flows"), mappings=files, base=base))
     except ConfigError as exc:
-        problems = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
-        return f"sink.rest.body.mapping: {problems or exc.detail}"
+        raise ConfigError(f"{path}: {exc.detail}", errors=exc.errors) from exc
+
+
+def _mapping_file_problem(spec: SubscriptionSpec) -> str | None:
+    """Mapping files (a flow's ``map``, a REST sink's body) must exist and compile when the
+    config is loaded, not when the first event needs them."""
+    body = getattr(getattr(spec.sink, "rest", None), "body", None)
+    for where, mapping in (
+        ("map", spec.map),
+        ("sink.rest.body.mapping", getattr(body, "mapping", None)),
+    ):
+        if not isinstance(mapping, str):
+            continue
+        try:
+            compiled_mapping(mapping)
+        except ConfigError as exc:
+            problems = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
+            return f"{where}: {problems or exc.detail}"
+    return None
+
+
+def _entity_problem(spec: SubscriptionSpec) -> str | None:
+    if spec.entity is not None and spec.entity not in ENTITIES:
+        return f"entity: {spec.entity!r} is not a canonical entity ({', '.join(sorted(ENTITIES))})"
     return None
 
 

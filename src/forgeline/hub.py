@@ -24,10 +24,15 @@ from .config import Settings, unknown_system
 from .connections import Connections
 from .deliver.dispatcher import Dispatcher
 from .deliver.sinks import HttpSender
+from .deliver.transform import Transform
 from .envelope import Event
 from .exceptions import BackendError, Conflict, ForgelineError, InvalidSubscription
 from .log import Appended, EventLog, open_log
 from .metrics import Metrics
+from .origins import Origins
+from .ownership.cache import CachedCrossReference
+from .ownership.registry import OwnershipRegistry
+from .ownership.xref import open_cross_references
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
 from .sources import OdooSources
@@ -84,6 +89,15 @@ class Hub(AsyncResource):
         self.mqtt = MqttSources(settings.systems, self.publish)
         self.files = FileSources(settings.systems, self.publish)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # The cross-reference lives in the store's database; mappings read it from memory.
+        self.xref = CachedCrossReference(open_cross_references(settings.store))
+        self.ownership = OwnershipRegistry(settings.ownership)
+        self.transform = Transform(
+            ownership=self.ownership,
+            origins=Origins(settings.systems),
+            xref=self.xref,
+            publish=self.publish,
+        )
         self.dispatcher = Dispatcher(
             self.log,
             self.store,
@@ -92,6 +106,8 @@ class Hub(AsyncResource):
             self.metrics,
             owner=owner,
             connections=self.connections,
+            transform=self.transform,
+            xref=self.xref,
         )
         self.router = Router(
             self.log,
@@ -131,6 +147,8 @@ class Hub(AsyncResource):
         await self.log.open()
         await self.store.open()
         await self.sender.open()
+        if self.settings.role != "api":
+            await self.xref.open()
         if self.settings.embedded:
             # The only worker: anything in flight was interrupted by our own stop or crash.
             # Shared backends wait for each lease to run out instead (another worker may be
@@ -149,6 +167,7 @@ class Hub(AsyncResource):
         self._tasks = [
             self._supervise("dispatcher", self.dispatcher.run),
             self._supervise("lead", self._lead),
+            self._supervise("cross-reference", self.xref.run),
             # In every worker, not only the leader: see ``sources_mqtt``.
             *(self._supervise(name, run) for name, run in self.mqtt.loops()),
         ]
@@ -164,6 +183,7 @@ class Hub(AsyncResource):
         self._tasks = []
         self._started = False
         await self.sources.aclose()
+        await self.xref.aclose()
         await self.sender.aclose()
         await self.connections.aclose()
         await self.store.aclose()

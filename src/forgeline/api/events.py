@@ -64,6 +64,12 @@ async def publish(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     body = await request.body()
     events = _parse(request, body, hub.settings.max_batch)
+    for event in events:
+        if "origin" in event.extensions:
+            # Ownership rules trust it: only the hub sets it, on the events its flows derive.
+            raise InvalidEvent(
+                f"event {event.id!r}: the 'origin' extension is set by the hub, not by publishers"
+            )
     answers = await hub.publish(events)
     results = [
         {"id": e.id, "source": e.source, "position": a.position, "duplicate": a.duplicate}

@@ -59,6 +59,8 @@ def _no_host_references(spec: SubscriptionSpec) -> None:
             found.append(where)
 
     walk(spec.sink.model_dump(), "sink")
+    if isinstance(spec.map, str):
+        found.append("map")
     if found:
         raise InvalidSubscription(
             "secret references (env:, file:) and mapping files are for the config file, not "

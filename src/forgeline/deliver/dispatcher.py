@@ -34,10 +34,11 @@ from ..store import Claim, Outcome, Store, Subscription
 from ..store.base import Attempt
 from .files import deliver_to_file
 from .mqtt import deliver_to_mqtt
-from .odoo import deliver_to_odoo
+from .odoo import Binder, deliver_to_odoo
 from .rest import RestSender
 from .retry import next_attempt_at
 from .sinks import HttpSender, publish_derived
+from .transform import Transform
 
 __all__ = ["Dispatcher"]
 
@@ -60,8 +61,12 @@ class Dispatcher:
         *,
         owner: str,
         connections: Connections | None = None,
+        transform: Transform | None = None,
+        xref: Binder | None = None,
     ) -> None:
         self._log = log
+        self._transform = transform
+        self._xref = xref
         self._connections = connections or Connections({})
         self._store = store
         self._table = table
@@ -157,6 +162,9 @@ class Dispatcher:
             if found is None:
                 raise PermanentDeliveryError("the event is no longer in the log (retention)")
             event, recorded_at = found
+            original = event
+            if self._transform is not None:
+                event = await self._transform.apply(sub.spec, event)
             sink = sub.spec.sink
             if isinstance(sink, HttpSink):
                 status = (await self._sender.send(sink, event, policy.timeout)).status
@@ -165,7 +173,7 @@ class Dispatcher:
             elif isinstance(sink, OdooSink | MqttSink | FileSink):
                 if isinstance(sink, OdooSink):
                     peer = "Odoo"
-                    effect = deliver_to_odoo(self._connections, sink.odoo, event)
+                    effect = deliver_to_odoo(self._connections, sink.odoo, event, xref=self._xref)
                 elif isinstance(sink, FileSink):
                     peer = "the outbox"
                     effect = deliver_to_file(self._connections, sink.file, event)
@@ -183,7 +191,8 @@ class Dispatcher:
                     raise PermanentDeliveryError(exc.detail) from exc
             else:
                 try:
-                    await publish_derived(self._log, sink, sub.id, event)
+                    origin = self._transform.origin_of(original) if self._transform else None
+                    await publish_derived(self._log, sink, sub.id, event, origin=origin)
                 except BackendError as exc:
                     raise TransientDeliveryError(f"publishing failed: {exc}") from exc
         except DeliveryError as exc:

@@ -19,35 +19,18 @@ method, they stay, and writing them again on a replay is harmless.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..connections import Connections
 from ..envelope import Event
-from ..exceptions import PermanentDeliveryError
+from ..exceptions import Conflict, PermanentDeliveryError
 from ..route.subscription import OdooTarget
+from .paths import event_path
 
 if TYPE_CHECKING:
     from ..connectors.odoo import OdooClient
 
 __all__ = ["deliver_to_odoo", "event_path"]
-
-_MISSING = object()
-
-
-def event_path(document: dict[str, Any], path: str) -> Any:
-    """The value at ``data.lines.0.sku`` in an event's structured-JSON dict, or a
-    permanent failure naming the path (the event does not fit the target)."""
-    value: Any = document
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part, _MISSING)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            value = _MISSING
-        if value is _MISSING:
-            raise PermanentDeliveryError(f"the event has no {path!r}")
-    return value
 
 
 def _values(document: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any]:
@@ -66,12 +49,22 @@ def _key(document: dict[str, Any], path: str) -> str | int | float:
     return value  # type: ignore[no-any-return]
 
 
-async def deliver_to_odoo(connections: Connections, target: OdooTarget, event: Event) -> None:
+class Binder(Protocol):
+    """Where an upsert's ``xref`` binding goes: the hub's cross-reference."""
+
+    async def bind(
+        self, system: str, entity: str, external_id: str, canonical_id: str | None = None
+    ) -> str: ...
+
+
+async def deliver_to_odoo(
+    connections: Connections, target: OdooTarget, event: Event, *, xref: Binder | None = None
+) -> None:
     from ..connectors.odoo import OdooAuthError
 
     client = await connections.odoo(target.system)
     try:
-        await _deliver(client, target, event)
+        await _deliver(client, target, event, xref)
     except OdooAuthError:
         # Expired or rotated credentials: the next delivery logs in with what the secret
         # reference holds then, without a restart.
@@ -79,7 +72,9 @@ async def deliver_to_odoo(connections: Connections, target: OdooTarget, event: E
         raise
 
 
-async def _deliver(client: OdooClient, target: OdooTarget, event: Event) -> None:
+async def _deliver(
+    client: OdooClient, target: OdooTarget, event: Event, xref: Binder | None
+) -> None:
     from ..connectors.odoo import call_action, upsert
 
     document = event.to_dict()
@@ -89,7 +84,9 @@ async def _deliver(client: OdooClient, target: OdooTarget, event: Event) -> None
         values = _values(document, target.values) if target.values else event.data
         if not isinstance(values, dict):
             raise PermanentDeliveryError("an upsert needs values: the event data is not an object")
-        await upsert(client, target.model, external_id, values)
+        record = await upsert(client, target.model, external_id, values)
+        if target.xref is not None:
+            await _bind(xref, target, document, record)
         return
     assert target.method is not None
     domain: list[Any] = [
@@ -112,3 +109,19 @@ async def _deliver(client: OdooClient, target: OdooTarget, event: Event) -> None
     if target.values:
         await client.write(target.model, ids, _values(document, target.values))
     await call_action(client, target.model, target.method, ids, backorder=target.backorder)
+
+
+async def _bind(
+    xref: Binder | None, target: OdooTarget, document: dict[str, Any], record: int
+) -> None:
+    """Bind the upserted record's id to the canonical id. After the upsert, so a lost answer
+    retried binds the same id again (idempotent); a record already bound to another canonical
+    id is a conflict a person must resolve, not something to retry."""
+    assert target.xref is not None
+    if xref is None:
+        raise PermanentDeliveryError("this hub has no cross-reference to bind the record in")
+    canonical = str(_key(document, target.xref.canonical))
+    try:
+        await xref.bind(target.system, target.xref.entity, str(record), canonical)
+    except Conflict as exc:
+        raise PermanentDeliveryError(f"cross-reference: {exc.detail}") from None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 from functools import lru_cache
 from typing import Any
@@ -34,7 +33,8 @@ from yarl import URL
 from ..connectors.mqtt.topics import MissingField, Template
 from ..envelope import STRUCTURED_CONTENT_TYPE, Event
 from ..exceptions import PermanentDeliveryError, TransientDeliveryError
-from ..mapping import CompiledMapping, MappingError, load_mapping, read_mapping
+from ..mapping import MappingError
+from ..mapping.cache import compiled_mapping
 from ..route.subscription import (
     MappingBody,
     OAuth2Auth,
@@ -45,14 +45,13 @@ from ..route.subscription import (
 )
 from ..systems import resolve_secret
 from .oauth import TokenCache, scrub
-from .odoo import event_path
+from .paths import event_path
 from .sinks import HttpSender, Sent, drain, read_failure, refusal
 
 __all__ = ["RestSender", "render_request"]
 
 _JSON = "application/json"
 _ALONE = re.compile(r"\{([^{}]*)\}")
-_MAPPINGS_KEPT = 256
 
 
 class RestRequest:
@@ -204,7 +203,9 @@ def _body(
     if kind == "data":
         return _data(event)
     if isinstance(kind, MappingBody):
-        mapping = _mapping(kind.mapping)
+        # A ConfigError here (a file removed or broken since the subscription was saved) is
+        # retried by the dispatcher: fixing the file lets the delivery through.
+        mapping = compiled_mapping(kind.mapping)
         try:
             result = mapping(document)
         except MappingError as exc:
@@ -238,30 +239,3 @@ def _fill_json(value: Any, document: dict[str, Any], where: str) -> Any:
     if isinstance(value, list):
         return [_fill_json(item, document, f"{where}[{i}]") for i, item in enumerate(value)]
     return value
-
-
-_compiled: dict[Any, CompiledMapping] = {}
-
-
-def _mapping(source: dict[str, Any] | str) -> CompiledMapping:
-    """A body mapping, compiled once; a file is compiled again when it changes on disk."""
-    key: Any
-    if isinstance(source, str):
-        try:
-            stat = os.stat(source)
-        except OSError:
-            key = None  # read_mapping says what is wrong with the path
-        else:
-            key = (source, stat.st_mtime_ns, stat.st_size)
-    else:
-        key = orjson.dumps(source, option=orjson.OPT_SORT_KEYS)
-    found = _compiled.get(key) if key is not None else None
-    if found is None:
-        # A ConfigError here (a file removed or broken since the subscription was saved) is
-        # retried by the dispatcher: fixing the file lets the delivery through.
-        found = read_mapping(source) if isinstance(source, str) else load_mapping(source)
-        if key is not None:
-            if len(_compiled) >= _MAPPINGS_KEPT:
-                _compiled.clear()
-            _compiled[key] = found
-    return found

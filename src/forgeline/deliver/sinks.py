@@ -24,6 +24,7 @@ from ..envelope import STRUCTURED_CONTENT_TYPE, Event
 from ..exceptions import PermanentDeliveryError, TransientDeliveryError
 from ..log import EventLog
 from ..route.subscription import HttpSink, PublishSink
+from .paths import event_path
 
 __all__ = [
     "EXCERPT_LIMIT",
@@ -160,19 +161,39 @@ def _retry_after(value: str | None) -> float | None:
 
 
 async def publish_derived(
-    log: EventLog, sink: PublishSink, subscription_id: str, event: Event
+    log: EventLog,
+    sink: PublishSink,
+    subscription_id: str,
+    event: Event,
+    *,
+    origin: str | None = None,
 ) -> Sent:
     """Append the derived event. Its id is a digest of (subscription, original event), so a
-    retried attempt appends nothing new: the log's ``(source, id)`` dedup absorbs it."""
+    retried attempt appends nothing new: the log's ``(source, id)`` dedup absorbs it.
+
+    ``origin``: the system the original came from, kept in the ``origin`` extension so that
+    ownership rules still know who sent a change after a flow turned it into another event."""
     digest = hashlib.sha256(f"{subscription_id}\0{event.source}\0{event.id}".encode()).hexdigest()
     extensions = dict(event.extensions)
     extensions["causationid"] = event.id
     extensions.setdefault("correlationid", event.id)
+    if origin is not None:
+        extensions["origin"] = origin
+    subject = event.subject
+    if sink.publish.subject is not None:
+        value = event_path(event.to_dict(), sink.publish.subject)
+        if value is None or isinstance(value, dict | list) or value == "":
+            raise PermanentDeliveryError(
+                f"{sink.publish.subject!r} is {value!r}: not a subject for the new event"
+            )
+        subject = str(value)
+        if "partitionkey" in extensions and extensions["partitionkey"] == event.subject:
+            del extensions["partitionkey"]  # it followed the old subject: follow the new one
     derived = Event(
         id=digest[:32],
         source=sink.publish.source,
         type=sink.publish.type,
-        subject=event.subject,
+        subject=subject,
         time=event.time,
         data=event.data,
         datacontenttype=event.datacontenttype,

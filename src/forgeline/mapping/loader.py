@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..canonical.status_tables import STATUS_TABLES
 from ..exceptions import ConfigError
 from .compiler import MappingFunctionType, generate
 from .errors import MappingError
@@ -18,7 +20,7 @@ from .functions import MappingFunction, registered_functions
 from .spec import MappingSpec, parse_mapping
 from .xref import CrossReference, InMemoryCrossReference
 
-__all__ = ["CompiledMapping", "load_mapping", "map_test", "read_mapping"]
+__all__ = ["CompiledMapping", "load_mapping", "map_test", "read_mapping", "shared_tables"]
 
 _NO_XREF = InMemoryCrossReference()
 
@@ -52,6 +54,18 @@ class CompiledMapping:
         return f"<CompiledMapping {self.name!r}: {len(self.spec.fields)} fields>"
 
 
+@cache
+def shared_tables() -> Mapping[str, Mapping[str, str]]:
+    """The canonical status tables by name, known to every mapping's ``lookup``:
+    ``odoo19.production_order``, ``mes.work_order``, ``qms.lot``… (system, Odoo version,
+    entity; the words map to the canonical status as a string)."""
+    tables: dict[str, Mapping[str, str]] = {}
+    for (system, entity, version), words in STATUS_TABLES.items():
+        name = f"{system}{version if version is not None else ''}.{entity}"
+        tables[name] = {word: str(status) for word, status in words.items()}
+    return tables
+
+
 def load_mapping(
     document: Mapping[str, Any],
     *,
@@ -60,13 +74,16 @@ def load_mapping(
 ) -> CompiledMapping:
     """Check and compile a mapping document (the dict a YAML or JSON file holds).
 
-    ``tables``: shared status tables the mapping may name besides its own. ``functions``:
+    ``tables``: status tables the mapping may name besides its own and the canonical ones
+    (:func:`shared_tables`). ``functions``:
     escape-hatch functions for this mapping, on top of the ``@mapping_function`` registry.
     Raises :class:`MappingSpecError` listing every problem with its path.
     """
     known = registered_functions()
     known.update(functions or {})
-    return CompiledMapping(parse_mapping(document, tables=tables, functions=known))
+    return CompiledMapping(
+        parse_mapping(document, tables={**shared_tables(), **(tables or {})}, functions=known)
+    )
 
 
 def _read(path: Path, what: str) -> Any:

@@ -23,6 +23,7 @@ from pydantic import (
 from ..connectors.files.config import FileOutbox
 from ..connectors.mqtt.config import MqttPublishTarget
 from ..envelope import _SOURCE_RE, _TYPE_RE, Event
+from ..exceptions import ConfigError
 from ._spec import PATH_RE as _PATH_RE
 from ._spec import BasicAuth, BearerAuth, HeaderAuth
 from ._spec import Strict as _Strict
@@ -57,6 +58,7 @@ __all__ = [
     "RetryPolicy",
     "SubscriptionSpec",
     "TemplateBody",
+    "XrefBinding",
     "compile_glob",
     "event_placeholder",
     "rest_template",
@@ -117,6 +119,18 @@ class HttpSink(_Strict):
 class PublishTarget(_Strict):
     type: str
     source: str = "forgeline/route"
+    subject: str | None = Field(
+        default=None,
+        description="an event path (after the mapping) for the new event's subject; "
+        "default: the original's",
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_path(cls, value: str | None) -> str | None:
+        if value is not None and not _PATH_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an event path such as 'data.order'")
+        return value
 
     @field_validator("type")
     @classmethod
@@ -134,7 +148,8 @@ class PublishTarget(_Strict):
 
 
 class PublishSink(_Strict):
-    """Append a new event (same data and subject, new type) that names the original as cause."""
+    """Append a new event (the data, mapped if the subscription maps; the subject, unless
+    ``subject`` names another path; a new type) that names the original as cause."""
 
     publish: PublishTarget
 
@@ -156,6 +171,21 @@ def _paths(values: dict[str, Any], where: str) -> dict[str, Any]:
         if isinstance(value, dict) and set(value) != {"const"}:
             raise ValueError(f"{where}.{field}: a literal is written {{'const': value}}")
     return values
+
+
+class XrefBinding(_Strict):
+    """After an upsert, bind (this Odoo system, ``entity``, the record's id) to the canonical
+    id at ``canonical`` (an event path): mappings then turn Odoo's ids into canonical ones."""
+
+    entity: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    canonical: str = Field(default="subject", description="an event path")
+
+    @field_validator("canonical")
+    @classmethod
+    def _canonical_path(cls, value: str) -> str:
+        if not _PATH_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an event path such as 'subject'")
+        return value
 
 
 class OdooTarget(_Strict):
@@ -184,6 +214,7 @@ class OdooTarget(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="name -> event path")
     backorder: Literal["no", "yes", "fail"] = "no"
     done_states: list[str] = Field(default_factory=lambda: ["done"])
+    xref: XrefBinding | None = None
 
     @field_validator("model")
     @classmethod
@@ -209,6 +240,8 @@ class OdooTarget(_Strict):
             raise ValueError("an action needs find: the records it acts on")
         if self.method is not None and self.method.startswith("_"):
             raise ValueError("private methods cannot be called over RPC")
+        if self.xref is not None and self.action != "upsert":
+            raise ValueError("xref binds the record an upsert made: only with action upsert")
         return self
 
 
@@ -276,6 +309,34 @@ class SubscriptionSpec(_Strict):
     sink: HttpSink | RestSink | PublishSink | OdooSink | MqttSink | FileSink
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     enabled: bool = True
+    map: dict[str, Any] | str | None = Field(
+        default=None,
+        description="a mapping (inline, or a file path in a config) whose result is the "
+        "data the sink sees",
+    )
+    entity: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        max_length=64,
+        description="the entity this subscription changes downstream (ownership); default: "
+        "the catalog's for the event type",
+    )
+    flow: str | None = Field(default=None, description="the config flow it belongs to")
+
+    @field_validator("map")
+    @classmethod
+    def _map_compiles(cls, mapping: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+        if isinstance(mapping, dict):
+            from ..mapping import load_mapping
+
+            try:
+                load_mapping(mapping)
+            except ConfigError as exc:  # MappingSpecError: every problem, with its path
+                problems = "; ".join(f"map.{e['path']}: {e['message']}" for e in exc.errors)
+                raise ValueError(problems or exc.detail) from None
+        # A path is read on the hub's host: checked where config files are loaded, never
+        # while validating a request (the API refuses paths).
+        return mapping
 
     @field_validator("types")
     @classmethod
