@@ -28,6 +28,7 @@ from pydantic import (
 
 from .connectors.files.config import FilesSystem
 from .connectors.mqtt.config import MqttSystem
+from .connectors.webhook.config import WebhookSystem
 from .exceptions import ConfigError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "OdooPoll",
     "OdooSystem",
     "SystemSpec",
+    "WebhookSystem",
     "resolve_secret",
     "system_spec",
 ]
@@ -142,6 +144,7 @@ SYSTEM_KINDS: dict[str, type[BaseModel]] = {
     "odoo": OdooSystem,
     "mqtt": MqttSystem,
     "files": FilesSystem,
+    "webhook": WebhookSystem,
 }
 
 
@@ -156,7 +159,8 @@ def _kind(value: Any) -> str:
 SystemSpec: TypeAlias = Annotated[
     Annotated[OdooSystem, Tag("odoo")]
     | Annotated[MqttSystem, Tag("mqtt")]
-    | Annotated[FilesSystem, Tag("files")],
+    | Annotated[FilesSystem, Tag("files")]
+    | Annotated[WebhookSystem, Tag("webhook")],
     Discriminator(
         _kind,
         custom_error_type="unknown_system_kind",
@@ -164,10 +168,12 @@ SystemSpec: TypeAlias = Annotated[
     ),
 ]
 
-_ADAPTER: TypeAdapter[OdooSystem | MqttSystem | FilesSystem] = TypeAdapter(SystemSpec)
+_ADAPTER: TypeAdapter[OdooSystem | MqttSystem | FilesSystem | WebhookSystem] = TypeAdapter(
+    SystemSpec
+)
 
 
-def system_spec(value: Any) -> OdooSystem | MqttSystem | FilesSystem:
+def system_spec(value: Any) -> OdooSystem | MqttSystem | FilesSystem | WebhookSystem:
     """``value`` (a mapping from the config) validated as the system its ``kind`` names;
     pydantic's ``ValidationError`` otherwise, located under the kind's tag."""
     return _ADAPTER.validate_python(value)
