@@ -1,4 +1,5 @@
-"""Which external services this machine offers the tests: PostgreSQL, NATS, an MQTT broker.
+"""Which external services this machine offers the tests: PostgreSQL, NATS, an MQTT broker,
+Redis.
 
 A test that needs one calls ``require(name)`` (or uses the fixture of the same name in its
 module). On a laptop without the service the test is skipped; in CI (``CI`` set to anything
@@ -30,6 +31,12 @@ SERVICES: dict[str, tuple[str, int, str]] = {
         "-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log",
     ),
     "mqtt": ("127.0.0.1", 1883, "start mosquitto"),
+    "redis": (
+        "127.0.0.1",
+        6379,
+        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
+        "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
+    ),
 }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DeliveryError",
+    "Forbidden",
     "ForgelineError",
     "InvalidEvent",
     "InvalidInput",
@@ -38,6 +39,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermanentDeliveryError",
+    "TooManyRequests",
     "TransientDeliveryError",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -101,6 +103,33 @@ class Unauthorized(ForgelineError):
     status = 401
     problem = "unauthorized"
     title = "Unauthorized"
+
+
+class Forbidden(ForgelineError):
+    """Authenticated, but the route needs a scope the caller does not hold."""
+
+    status = 403
+    problem = "forbidden"
+    title = "Forbidden"
+
+
+class TooManyRequests(ForgelineError):
+    """A rate limit: ``retry_after`` seconds until the next request may pass."""
+
+    status = 429
+    problem = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_limited, (self.detail, self.retry_after))
+
+
+def _rebuild_limited(detail: str, retry_after: float) -> TooManyRequests:
+    return TooManyRequests(detail, retry_after=retry_after)
 
 
 class NotFound(ForgelineError):
