@@ -22,26 +22,58 @@ __all__ = ["Router", "SubscriptionTable", "routed_to"]
 log = logging.getLogger(__name__)
 
 
+Entry = tuple[Subscription, Matcher]
+
+
 class SubscriptionTable:
-    """The subscriptions in force, with their compiled matchers, refreshed from the store."""
+    """The subscriptions in force, with their compiled matchers, refreshed from the store.
+
+    Routing runs for every event against every subscription, so the table is indexed: the
+    enabled subscriptions that name exact types (most flows: ``on: mes.production.v1``) sit
+    in a dict by type, and only those with a pattern are tried one by one. With 200 flows
+    that is ~6x less work per event than trying each (``python -m bench.flows``).
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self.by_id: dict[str, tuple[Subscription, Matcher]] = {}
+        self._by_id: dict[str, Entry] = {}
+        self._exact: dict[str, list[Entry]] = {}
+        self._patterned: list[Entry] = []
+
+    @property
+    def by_id(self) -> dict[str, Entry]:
+        return self._by_id
+
+    @by_id.setter
+    def by_id(self, entries: dict[str, Entry]) -> None:
+        exact: dict[str, list[Entry]] = {}
+        patterned: list[Entry] = []
+        for entry in entries.values():
+            spec = entry[0].spec
+            if not spec.enabled:
+                continue
+            if any("*" in pattern for pattern in spec.types):
+                patterned.append(entry)
+            else:
+                for type in dict.fromkeys(spec.types):
+                    exact.setdefault(type, []).append(entry)
+        self._by_id, self._exact, self._patterned = entries, exact, patterned
 
     async def refresh(self) -> None:
         subs = await self._store.list_subscriptions()
         self.by_id = {sub.id: (sub, Matcher(sub.spec)) for sub in subs}
 
     def active(self) -> list[Subscription]:
-        return [sub for sub, _ in self.by_id.values() if sub.spec.enabled]
+        return [sub for sub, _ in self._by_id.values() if sub.spec.enabled]
 
     def route(self, record: Record) -> Routed | None:
         event = record.event
+        position = record.position
         matched = [
             sub.id
-            for sub, matcher in self.by_id.values()
-            if sub.spec.enabled and record.position > sub.start_position and matcher.matches(event)
+            for candidates in (self._exact.get(event.type, ()), self._patterned)
+            for sub, matcher in candidates
+            if position > sub.start_position and matcher.matches(event)
         ]
         return routed_to(record, matched) if matched else None
 
