@@ -11,7 +11,9 @@ positions and delivery ids are 64-bit on PostgreSQL, and a subscription's spec i
 there so operators can query it.
 
 Tables by revision: ``0001`` subscriptions, cursors, deliveries, attempts; ``0002`` xrefs
-(the cross-reference of ids per system and canonical ids, used by ``forgeline.ownership``).
+(the cross-reference of ids per system and canonical ids, used by ``forgeline.ownership``);
+``0003`` principals, credentials, signing_keys, idempotency_keys, audit_log, audit_head (the
+security store, ``forgeline.security.store``).
 """
 
 from __future__ import annotations
@@ -135,6 +137,104 @@ xrefs = sa.Table(
     sa.Column("created_at", Epoch, nullable=False),
     sa.UniqueConstraint("system", "entity", "external_id", name="xrefs_external"),
     sa.UniqueConstraint("canonical_id", "entity", "system", name="xrefs_canonical"),
+)
+
+# -- 0003: the security store (forgeline.security.store) -------------------------------------
+
+# Who may call the API: one tenant and one environment each. Scopes are space-separated
+# OAuth scope tokens (RFC 6749 §3.3 forbids spaces in them). ``id`` is ``pr_<ULID>``, so the
+# per-tenant index pages principals in creation order.
+principals = sa.Table(
+    "principals",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("environment", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("disabled_at", Epoch),
+    sa.UniqueConstraint("tenant", "name", name="principals_name"),
+    sa.Index("principals_tenant", "tenant", "id"),
+)
+
+# API keys and OAuth client secrets. Only the lookup prefix is in clear; the secret is a hash.
+# A credential is never deleted: revoked or expired, it stays to answer "which key was that".
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("principal_id", sa.Text, sa.ForeignKey("principals.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("expires_at", Epoch),
+    sa.Column("revoked_at", Epoch),
+    sa.Column("last_used_at", Epoch),
+    sa.UniqueConstraint("prefix", name="credentials_prefix"),
+    sa.Index("credentials_principal", "principal_id", "created_at"),
+)
+
+# The token issuer's keys. The private half is sealed (secretbox) before it gets here; the
+# public JWK is JSON text. A handful of rows: no index beyond the kid.
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.Text, primary_key=True),
+    sa.Column("alg", sa.Text, nullable=False),
+    sa.Column("sealed_private", sa.Text, nullable=False),
+    sa.Column("public_jwk", sa.Text, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("retired_at", Epoch),
+)
+
+# Idempotency-Key records of the synchronous business APIs. ``status`` NULL: the first request
+# is still running. Keys are per (tenant, principal): one caller can neither replay nor block
+# another's. ``created_at`` is indexed for the purge of expired records.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant", sa.Text, primary_key=True),
+    sa.Column("principal", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("completed_at", Epoch),
+    sa.Index("idempotency_keys_created", "created_at"),
+)
+
+# The hash-chained audit log: ``seq`` is assigned by the appender under the head's lock (not a
+# sequence, which would leave gaps on rollback and make a deletion look like a rollback).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", Int64, primary_key=True, autoincrement=False),
+    sa.Column("time", Epoch, nullable=False),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False),
+    sa.Index("audit_log_tenant", "tenant", "seq"),
+    sa.Index("audit_log_tenant_action", "tenant", "action", "seq"),
+)
+
+# One row (id 1): the newest entry's seq and hash. Appenders lock it, and verification compares
+# it with the last entry, which is how deleting the newest entries is detected.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", Int64, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False),
+    sa.CheckConstraint("id = 1", name="audit_head_one_row"),
 )
 
 # Alembic's own shape for its version table, so a database created here can be upgraded by it.
