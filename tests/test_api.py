@@ -199,7 +199,6 @@ async def test_minimal_subscription_is_enough(client: httpx.AsyncClient) -> None
         ({"filter": "__import__('os')"}, "not allowed"),
         ({"policy": {"ordering": "sometimes"}}, "ordering"),
         ({"policy": {"retries": 3}}, "retries"),
-        ({"tenant": "other"}, "tenant"),
         ({"sink": {"publish": {"type": "production.derived.v1"}}}, "loop"),
     ],
 )

@@ -158,7 +158,7 @@ async def test_wrong_token_is_reported(served: tuple[Hub, str]) -> None:
     _, url = served
     result = await asyncio.to_thread(invoke, "subs", "list", "--url", url, "--token", "nope")
     assert result.exit_code == 1
-    assert "Unauthorized: unknown API key" in result.output
+    assert "Unauthorized: unknown or expired credential" in result.output
 
 
 @pytest.mark.parametrize(

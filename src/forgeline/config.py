@@ -43,6 +43,8 @@ class Settings:
     retention_seconds: float = 7 * 86_400
     # api: HTTP only; worker: routing, delivery, sources, housekeeping; all: both (embedded).
     role: Literal["all", "api", "worker"] = "all"
+    # The Odoo system the synchronous business APIs read and write; None: the only one.
+    erp: str | None = None
     # The config's subscriptions, then one per target of each of its flows.
     subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
     systems: dict[str, SystemSpec] = field(default_factory=dict)
@@ -117,6 +119,7 @@ _HUB_KEYS = {
     "max_page": int,
     "retention_seconds": float,
     "role": str,
+    "erp": str,
 }
 
 

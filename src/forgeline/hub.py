@@ -35,6 +35,7 @@ from .ownership.registry import OwnershipRegistry
 from .ownership.xref import open_cross_references
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
+from .security.store import SecurityStore, open_security_store
 from .sources import OdooSources
 from .sources_files import FileSources
 from .sources_mqtt import MqttSources
@@ -91,6 +92,8 @@ class Hub(AsyncResource):
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         # The cross-reference lives in the store's database; mappings read it from memory.
         self.xref = CachedCrossReference(open_cross_references(settings.store))
+        # Principals, credentials, signing keys, idempotency records and the audit log.
+        self.security: SecurityStore = open_security_store(settings.store)
         self.ownership = OwnershipRegistry(settings.ownership)
         self.transform = Transform(
             ownership=self.ownership,
@@ -147,6 +150,7 @@ class Hub(AsyncResource):
         await self.log.open()
         await self.store.open()
         await self.sender.open()
+        await self.security.open()
         if self.settings.role != "api":
             await self.xref.open()
         if self.settings.embedded:
@@ -184,6 +188,7 @@ class Hub(AsyncResource):
         self._started = False
         await self.sources.aclose()
         await self.xref.aclose()
+        await self.security.aclose()
         await self.sender.aclose()
         await self.connections.aclose()
         await self.store.aclose()

@@ -1,23 +1,24 @@
 """The hub's HTTP API: FastAPI app factory, authentication and the operational endpoints.
 
-Everything under ``/v1`` needs ``Authorization: Bearer <key>``; ``/healthz``, ``/readyz`` and
-``/metrics`` are open so that orchestrators and Prometheus can reach them without a secret.
+Everything under ``/v1`` needs ``Authorization: Bearer <credential>`` (``auth.py``);
+``/healthz``, ``/readyz`` and ``/metrics`` are open so that orchestrators and Prometheus can
+reach them without a secret.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from .. import __version__
 from ..config import Settings
-from ..exceptions import BackendError, Unauthorized
+from ..exceptions import BackendError
 from ..hub import Hub
+from .auth import authenticate, require
 from .catalog import catalog, published
 from .events import json_response
 from .events import router as events_router
@@ -26,17 +27,6 @@ from .problems import BodyLimit, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
 
 __all__ = ["add_operations", "create_app", "create_ops_app"]
-
-
-async def require_key(request: Request) -> None:
-    """Bearer authentication with the hub's admin key (the security layer widens this)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected: str = request.app.state.hub.admin_key
-    if scheme.lower() != "bearer" or not token or not expected:
-        raise Unauthorized("send Authorization: Bearer <API key>")
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Unauthorized("unknown API key")
 
 
 def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
@@ -65,11 +55,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.state.hub = the_hub
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=the_hub.settings.max_body_bytes)
-    guarded = [Depends(require_key)]
+    # Every route under /v1 names the scope it needs; authenticating at the router too means
+    # a route added without one still never answers an anonymous caller.
+    guarded = [Depends(authenticate)]
     app.include_router(events_router, dependencies=guarded)
     app.include_router(subscriptions, dependencies=guarded)
     app.include_router(deadletters, dependencies=guarded)
-    app.include_router(catalog, dependencies=guarded)  # everything under /v1 needs the key
+    app.include_router(catalog, dependencies=[Depends(require("catalog:read"))])
     app.include_router(published)  # /asyncapi.json: open, like /openapi.json
     app.include_router(hooks)  # authenticated per hook, by its own secret
 

@@ -8,11 +8,12 @@ by hand with orjson (not by a pydantic model): it is the hottest path of the hub
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ..envelope import (
@@ -23,10 +24,19 @@ from ..envelope import (
     parse_batch,
     parse_structured,
 )
-from ..exceptions import Conflict, InvalidEvent, InvalidInput, NotFound, UnsupportedMediaType
+from ..exceptions import (
+    Conflict,
+    Forbidden,
+    InvalidEvent,
+    InvalidInput,
+    NotFound,
+    UnsupportedMediaType,
+)
 from ..hub import Hub
 from ..log import Record
 from ..route.subscription import _PATTERN_RE, compile_glob
+from ..security.access import OPERATOR, Caller
+from .auth import require
 
 __all__ = ["router"]
 
@@ -59,17 +69,15 @@ def record_json(record: Record) -> dict[str, Any]:
     return {"position": record.position, "event": record.event.to_dict()}
 
 
+Publisher = Annotated[Caller, Depends(require("events:publish"))]
+Reader = Annotated[Caller, Depends(require("events:read"))]
+
+
 @router.post("", status_code=201, openapi_extra=_PUBLISH_BODY, summary="Publish events")
-async def publish(request: Request) -> Response:
+async def publish(request: Request, caller: Publisher) -> Response:
     hub: Hub = request.app.state.hub
     body = await request.body()
-    events = _parse(request, body, hub.settings.max_batch)
-    for event in events:
-        if "origin" in event.extensions:
-            # Ownership rules trust it: only the hub sets it, on the events its flows derive.
-            raise InvalidEvent(
-                f"event {event.id!r}: the 'origin' extension is set by the hub, not by publishers"
-            )
+    events = [_admitted(event, caller) for event in _parse(request, body, hub.settings.max_batch)]
     answers = await hub.publish(events)
     results = [
         {"id": e.id, "source": e.source, "position": a.position, "duplicate": a.duplicate}
@@ -77,6 +85,30 @@ async def publish(request: Request) -> Response:
     ]
     status = 200 if all(a.duplicate for a in answers) else 201
     return json_response({"events": results}, status)
+
+
+def _admitted(event: Event, caller: Caller) -> Event:
+    """``event`` as ``caller`` may publish it: a type its scopes allow, in its own tenant
+    (stamped on the event when absent), without the hub's own ``origin`` extension."""
+    if "origin" in event.extensions:
+        # Ownership rules trust it: only the hub sets it, on the events its flows derive.
+        raise InvalidEvent(
+            f"event {event.id!r}: the 'origin' extension is set by the hub, not by publishers"
+        )
+    if not caller.may("events:publish", event.type):
+        raise Forbidden(f"event {event.id!r}: your scopes do not allow publishing {event.type}")
+    if caller.tenant is None:
+        return event
+    tenant = event.extensions.get("tenant")
+    if tenant is None:
+        return replace(event, extensions={**event.extensions, "tenant": caller.tenant})
+    if tenant != caller.tenant:
+        raise Forbidden(f"event {event.id!r}: you publish for tenant {caller.tenant!r} only")
+    return event
+
+
+def _readable(caller: Caller) -> Callable[[Event], bool]:
+    return lambda event: caller.sees(event.tenant) and caller.may("events:read", event.type)
 
 
 def _parse(request: Request, body: bytes, max_batch: int) -> list[Event]:
@@ -126,7 +158,10 @@ def _binary_mode(request: Request, body: bytes) -> Event:
 
 @router.get("/{event_id}", summary="One event, as CloudEvents structured JSON")
 async def get_event(
-    request: Request, event_id: str, source: Annotated[str | None, Query()] = None
+    request: Request,
+    event_id: str,
+    caller: Reader,
+    source: Annotated[str | None, Query()] = None,
 ) -> Response:
     hub: Hub = request.app.state.hub
     if source is not None:
@@ -134,6 +169,8 @@ async def get_event(
         records = [record] if record else []
     else:
         records = await hub.log.find(event_id)
+    readable = _readable(caller)
+    records = [record for record in records if readable(record.event)]
     if not records:
         raise NotFound(f"no event with id {event_id!r}")
     if len(records) > 1:
@@ -155,6 +192,8 @@ async def list_events(
     type: Annotated[str | None, Query(description="type pattern, '*' matches any run")] = None,
     source: Annotated[str | None, Query()] = None,
     subject: Annotated[str | None, Query()] = None,
+    *,
+    caller: Reader,
 ) -> Response:
     hub: Hub = request.app.state.hub
     limit = min(limit, hub.settings.max_page)
@@ -163,6 +202,9 @@ async def list_events(
             raise InvalidInput("since must carry a time zone, e.g. 2026-11-27T08:00:00Z")
         after = max(after, await hub.log.position_at(since.timestamp()))
     match = event_filter(type, source, subject)
+    if caller is not OPERATOR:
+        readable, wanted = _readable(caller), match
+        match = lambda event: readable(event) and (wanted is None or wanted(event))  # noqa: E731
     records, cursor = await hub.log.query(after, limit, match=match)
     return json_response({"events": [record_json(r) for r in records], "next_after": cursor})
 

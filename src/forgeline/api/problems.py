@@ -7,6 +7,7 @@ from a driver or a stack trace is ever in it.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -16,7 +17,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..exceptions import BackendError, ForgelineError, PayloadTooLarge
+from ..exceptions import (
+    BackendError,
+    ForgelineError,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 
 __all__ = ["BodyLimit", "install_problem_handlers", "problem"]
 
@@ -61,7 +68,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.error("%s %s failed: %s", request.method, _logged_path(request), exc)
         elif exc.status >= 500:
             log.error("%s %s failed: %s", request.method, _logged_path(request), exc, exc_info=exc)
-        return problem(exc.status, exc.problem, exc.title, exc.detail, errors=exc.errors)
+        headers: dict[str, str] = {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="forgeline"'
+        elif isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return problem(
+            exc.status, exc.problem, exc.title, exc.detail, errors=exc.errors, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from ..exceptions import Conflict, InvalidSubscription
+from ..exceptions import Conflict, InvalidSubscription, NotFound
 from ..hub import Hub
 from ..log import EventLog
 from ..route.subscription import SubscriptionSpec
+from ..security.access import Caller
 from ..store import DeadLetterFilter, Delivery, Subscription
+from .auth import require
 from .events import event_filter, json_response
 
 __all__ = ["deadletters", "subscriptions"]
@@ -25,6 +27,31 @@ deadletters = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
 def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
+
+
+Reader = Annotated[Caller, Depends(require("subscriptions:read"))]
+Writer = Annotated[Caller, Depends(require("subscriptions:write"))]
+DeadReader = Annotated[Caller, Depends(require("deadletters:read"))]
+DeadWriter = Annotated[Caller, Depends(require("deadletters:write"))]
+
+
+async def _owned(hub: Hub, caller: Caller, id: str) -> Subscription:
+    """The subscription ``id`` (or name) if it is the caller's tenant's; another tenant's is
+    answered exactly as a missing one, so its ids cannot be probed."""
+    sub = await hub.store.get_subscription(id)
+    if not caller.sees(sub.spec.tenant):
+        raise NotFound(f"no subscription {id!r}")
+    return sub
+
+
+def _tenanted(spec: SubscriptionSpec, caller: Caller) -> SubscriptionSpec:
+    """The spec bound to the caller's tenant. A tenant's caller cannot name a tenant (no mass
+    assignment); the operator may create one for any tenant, or for all (none)."""
+    if caller.tenant is None:
+        return spec
+    if spec.tenant is not None:
+        raise InvalidSubscription("tenant is set by the hub from your credentials")
+    return spec.model_copy(update={"tenant": caller.tenant})
 
 
 def subscription_json(sub: Subscription) -> dict[str, Any]:
@@ -69,45 +96,51 @@ def _no_host_references(spec: SubscriptionSpec) -> None:
 
 
 @subscriptions.post("", status_code=201, summary="Create a subscription")
-async def create_subscription(request: Request, spec: SubscriptionSpec) -> Response:
+async def create_subscription(request: Request, spec: SubscriptionSpec, caller: Writer) -> Response:
     _no_host_references(spec)
-    sub = await _hub(request).create_subscription(spec)
+    sub = await _hub(request).create_subscription(_tenanted(spec, caller))
     return json_response(
         subscription_json(sub), 201, headers={"Location": f"/v1/subscriptions/{sub.id}"}
     )
 
 
 @subscriptions.get("", summary="List subscriptions, with their backlog")
-async def list_subscriptions(request: Request) -> Response:
+async def list_subscriptions(request: Request, caller: Reader) -> Response:
     hub = _hub(request)
     backlog = await hub.store.backlog()
     items = [
         {**subscription_json(sub), "backlog": backlog.get(sub.id, {})}
         for sub in await hub.store.list_subscriptions()
+        if caller.sees(sub.spec.tenant)
     ]
     return json_response({"subscriptions": items})
 
 
 @subscriptions.get("/{id}", summary="One subscription (by id or name)")
-async def get_subscription(request: Request, id: str) -> Response:
+async def get_subscription(request: Request, id: str, caller: Reader) -> Response:
     hub = _hub(request)
-    sub = await hub.store.get_subscription(id)
+    sub = await _owned(hub, caller, id)
     backlog = (await hub.store.backlog()).get(sub.id, {})
     return json_response({**subscription_json(sub), "backlog": backlog})
 
 
 @subscriptions.put("/{id}", summary="Replace a subscription's definition")
-async def update_subscription(request: Request, id: str, spec: SubscriptionSpec) -> Response:
+async def update_subscription(
+    request: Request, id: str, spec: SubscriptionSpec, caller: Writer
+) -> Response:
     _no_host_references(spec)
     hub = _hub(request)
-    current = await hub.store.get_subscription(id)
-    return json_response(subscription_json(await hub.update_subscription(current.id, spec)))
+    current = await _owned(hub, caller, id)
+    if caller.tenant is None and spec.tenant is None:
+        spec = spec.model_copy(update={"tenant": current.spec.tenant})  # keep its tenant
+    updated = await hub.update_subscription(current.id, _tenanted(spec, caller))
+    return json_response(subscription_json(updated))
 
 
 @subscriptions.delete("/{id}", status_code=204, summary="Delete a subscription and its deliveries")
-async def delete_subscription(request: Request, id: str) -> Response:
+async def delete_subscription(request: Request, id: str, caller: Writer) -> Response:
     hub = _hub(request)
-    current = await hub.store.get_subscription(id)
+    current = await _owned(hub, caller, id)
     await hub.delete_subscription(current.id)
     return Response(status_code=204)
 
@@ -126,9 +159,9 @@ class ReplayRange(BaseModel):
 
 
 @subscriptions.post("/{id}/replay", summary="Deliver a log range to this subscription again")
-async def replay_range(request: Request, id: str, body: ReplayRange) -> Response:
+async def replay_range(request: Request, id: str, body: ReplayRange, caller: Writer) -> Response:
     hub = _hub(request)
-    sub = await hub.store.get_subscription(id)
+    sub = await _owned(hub, caller, id)
     after, until = body.after, body.until
     if body.since is not None:
         after = max(after, await hub.log.position_at(body.since.timestamp()))
@@ -196,13 +229,17 @@ class Reason(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-async def _filter(hub: Hub, query: DeadLetterQuery) -> DeadLetterFilter:
+async def _filter(hub: Hub, query: DeadLetterQuery, caller: Caller) -> DeadLetterFilter:
     sub_id = None
     if query.subscription is not None:
-        sub_id = (await hub.store.get_subscription(query.subscription)).id
+        sub_id = (await _owned(hub, caller, query.subscription)).id
     if query.type is not None:
         event_filter(query.type, None, None)  # validates the pattern
+    mine = None
+    if caller.tenant is not None:
+        mine = [s.id for s in await hub.store.list_subscriptions() if caller.sees(s.spec.tenant)]
     return DeadLetterFilter(
+        subscription_ids=mine,
         subscription_id=sub_id,
         type_pattern=query.type,
         since=query.since.timestamp() if query.since else None,
@@ -219,9 +256,12 @@ async def list_dead_letters(
     since: Annotated[datetime | None, Query()] = None,
     after: Annotated[int, Query(ge=0, description="continue after this dead letter id")] = 0,
     limit: Annotated[int, Query(ge=1)] = 100,
+    *,
+    caller: DeadReader,
 ) -> Response:
     hub = _hub(request)
-    where = await _filter(hub, DeadLetterQuery(subscription=subscription, type=type, since=since))
+    query = DeadLetterQuery(subscription=subscription, type=type, since=since)
+    where = await _filter(hub, query, caller)
     limit = min(limit, hub.settings.max_page)
     items = await hub.store.list_deliveries("dead", where, limit, after)
     return json_response(
@@ -233,42 +273,57 @@ async def list_dead_letters(
 
 
 @deadletters.get("/{id}", summary="A dead letter with every attempt and the event")
-async def get_dead_letter(request: Request, id: int) -> Response:
+async def get_dead_letter(request: Request, id: int, caller: DeadReader) -> Response:
     hub = _hub(request)
-    return json_response(await delivery_json(await hub.store.get_delivery(id), hub.log))
+    return json_response(await delivery_json(await _delivery(hub, caller, id), hub.log))
 
 
 @deadletters.post("/{id}/replay", summary="Deliver one dead letter again")
-async def replay_dead_letter(request: Request, id: int) -> Response:
+async def replay_dead_letter(request: Request, id: int, caller: DeadWriter) -> Response:
     hub = _hub(request)
-    await _must_be_dead(hub, id)
+    await _must_be_dead(hub, caller, id)
     count = await hub.replay_dead(DeadLetterFilter(ids=[id]))
     return json_response({"replayed": count}, 202)
 
 
 @deadletters.post("/{id}/discard", summary="Discard one dead letter, with a reason")
-async def discard_dead_letter(request: Request, id: int, body: Reason) -> Response:
+async def discard_dead_letter(
+    request: Request, id: int, body: Reason, caller: DeadWriter
+) -> Response:
     hub = _hub(request)
-    await _must_be_dead(hub, id)
+    await _must_be_dead(hub, caller, id)
     count = await hub.discard_dead(DeadLetterFilter(ids=[id]), body.reason)
     return json_response({"discarded": count})
 
 
 @deadletters.post("/replay", summary="Deliver every dead letter matching a filter again")
-async def replay_dead_letters(request: Request, body: DeadLetterQuery) -> Response:
+async def replay_dead_letters(
+    request: Request, body: DeadLetterQuery, caller: DeadWriter
+) -> Response:
     hub = _hub(request)
-    count = await hub.replay_dead(await _filter(hub, body))
+    count = await hub.replay_dead(await _filter(hub, body, caller))
     return json_response({"replayed": count}, 202)
 
 
 @deadletters.post("/discard", summary="Discard every dead letter matching a filter")
-async def discard_dead_letters(request: Request, body: Discard) -> Response:
+async def discard_dead_letters(request: Request, body: Discard, caller: DeadWriter) -> Response:
     hub = _hub(request)
-    count = await hub.discard_dead(await _filter(hub, body), body.reason)
+    count = await hub.discard_dead(await _filter(hub, body, caller), body.reason)
     return json_response({"discarded": count})
 
 
-async def _must_be_dead(hub: Hub, id: int) -> None:
+async def _delivery(hub: Hub, caller: Caller, id: int) -> Delivery:
+    """Delivery ``id``, if its subscription is the caller's tenant's (else as missing)."""
     delivery = await hub.store.get_delivery(id)
+    if caller.tenant is not None:
+        try:
+            await _owned(hub, caller, delivery.subscription_id)
+        except NotFound:
+            raise NotFound(f"no delivery {id}") from None
+    return delivery
+
+
+async def _must_be_dead(hub: Hub, caller: Caller, id: int) -> None:
+    delivery = await _delivery(hub, caller, id)
     if delivery.state != "dead":
         raise Conflict(f"delivery {id} is {delivery.state}, not dead")

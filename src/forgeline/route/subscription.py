@@ -322,6 +322,11 @@ class SubscriptionSpec(_Strict):
         "the catalog's for the event type",
     )
     flow: str | None = Field(default=None, description="the config flow it belongs to")
+    tenant: str | None = Field(
+        default=None,
+        max_length=128,
+        description="set by the hub: a tenant's subscription sees only that tenant's events",
+    )
 
     @field_validator("map")
     @classmethod
@@ -378,9 +383,10 @@ class SubscriptionSpec(_Strict):
 class Matcher:
     """A subscription's filter compiled once; ``matches`` runs for every event routed."""
 
-    __slots__ = ("_expression", "_source", "_subject", "_types")
+    __slots__ = ("_expression", "_source", "_subject", "_tenant", "_types")
 
     def __init__(self, spec: SubscriptionSpec) -> None:
+        self._tenant = spec.tenant
         self._types = compile_glob(spec.types).fullmatch
         self._source = compile_glob([spec.source]).fullmatch if spec.source else None
         self._subject = compile_glob([spec.subject]).fullmatch if spec.subject else None
@@ -390,6 +396,8 @@ class Matcher:
 
     def matches(self, event: Event) -> bool:
         if not self._types(event.type):
+            return False
+        if self._tenant is not None and event.extensions.get("tenant") != self._tenant:
             return False
         if self._source is not None and not self._source(event.source):
             return False

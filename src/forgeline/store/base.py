@@ -114,6 +114,8 @@ class DeadLetterFilter:
     since: float | None = None  # dead since (epoch s)
     until: float | None = None
     ids: Sequence[int] | None = None
+    # Only these subscriptions' (a tenant's): an empty list matches nothing.
+    subscription_ids: Sequence[str] | None = None
 
 
 class Store(AsyncResource, ABC):
@@ -196,6 +198,12 @@ class Store(AsyncResource, ABC):
     @abstractmethod
     async def get_delivery(self, id: int) -> Delivery:
         """With its attempt history; raises ``NotFound``."""
+
+    @abstractmethod
+    async def deliveries_of_event(self, position: int) -> list[Delivery]:
+        """The deliveries of the log record at ``position``, one per subscription it went to,
+        by id (no attempt history): what ``GET /v1/transactions/{id}`` reports. Looked up
+        through the ``(sub_id, position)`` unique index, one probe per subscription."""
 
     @abstractmethod
     async def replay_dead(self, where: DeadLetterFilter, now: float) -> int:

@@ -113,6 +113,8 @@ def _where(where: DeadLetterFilter, params: list[Any]) -> str:
         clauses.append(f"d.updated_at < {bind(where.until)}")
     if where.ids is not None:
         clauses.append(f"d.id = ANY({bind(list(where.ids))}::bigint[])")
+    if where.subscription_ids is not None:
+        clauses.append(f"d.sub_id = ANY({bind(list(where.subscription_ids))}::text[])")
     if where.type_pattern is not None:
         clauses.append(f"d.event_type LIKE {bind(_like(where.type_pattern))}")
     return " AND ".join(clauses)
@@ -483,6 +485,15 @@ class PostgresStore(Store):
             return delivery
 
         return await self._run("reading a delivery", query)
+
+    async def deliveries_of_event(self, position: int) -> list[Delivery]:
+        sql = (
+            f"SELECT {_DELIVERY_COLUMNS} FROM {self._s}.deliveries"
+            f" WHERE sub_id = ANY(ARRAY(SELECT id FROM {self._s}.subscriptions))"
+            " AND position = $1 ORDER BY id"
+        )
+        rows = await self._fetch("reading an event's deliveries", sql, position)
+        return [Delivery(*row) for row in rows]
 
     async def replay_dead(self, where: DeadLetterFilter, now: float) -> int:
         params: list[Any] = [now]

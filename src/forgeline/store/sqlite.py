@@ -295,6 +295,17 @@ class SqliteStore(Store):
 
         return await self._db.read(query)
 
+    async def deliveries_of_event(self, position: int) -> list[Delivery]:
+        def query(conn: sqlite3.Connection) -> list[Delivery]:
+            cursor = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries"
+                " WHERE sub_id IN (SELECT id FROM subscriptions) AND position = ? ORDER BY id",
+                (position,),
+            )
+            return [_delivery(row) for row in cursor]
+
+        return await self._db.read(query)
+
     async def replay_dead(self, where: DeadLetterFilter, now: float) -> int:
         clause, params = _where(where)
 
@@ -442,6 +453,9 @@ def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
     if where.ids is not None:
         clauses.append(f"d.id IN ({','.join('?' * len(where.ids))})")
         params.extend(where.ids)
+    if where.subscription_ids is not None:
+        clauses.append(f"d.sub_id IN ({','.join('?' * len(where.subscription_ids))})")
+        params.extend(where.subscription_ids)
     if where.type_pattern is not None:
         # Globs become a regex check in Python; SQLite's GLOB would treat [ ] specially.
         clauses.append("forgeline_match(?, d.event_type)")

@@ -1,0 +1,162 @@
+"""Tenant isolation and scopes on the event, subscription and dead-letter routes (OWASP API1
+broken object-level and API5 broken function-level authorization).
+
+Callers are made through ``hub.identify``, the hook the API asks for any credential that is
+not the operator's key (the identity layer answers it from API keys and access tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from forgeline import Event, Hub, Settings
+from forgeline.security.access import Caller
+from forgeline.testing import Receiver, Reply, running_hub
+
+CALLERS = {
+    "acme-admin": Caller("p-acme", "service", "acme", frozenset({
+        "events:publish", "events:read", "subscriptions:read", "subscriptions:write",
+        "deadletters:read", "deadletters:write"})),
+    "globex-admin": Caller("p-globex", "service", "globex", frozenset({
+        "events:publish", "events:read", "subscriptions:read", "subscriptions:write",
+        "deadletters:read", "deadletters:write"})),
+    "acme-line": Caller("p-line", "plant", "acme", frozenset({"events:publish:production.*"})),
+    # A partner whose row was edited to hold an admin scope: still refused at the route.
+    "acme-partner": Caller("p-partner", "partner", "acme", frozenset({
+        "events:read:lot.*", "subscriptions:write"})),
+}  # fmt: skip
+
+
+class Hubs:
+    def __init__(self, hub: Hub, url: str, receiver: Receiver) -> None:
+        self.hub, self.url, self.receiver = hub, url, receiver
+
+    def client(self, who: str) -> httpx.AsyncClient:
+        token = self.hub.admin_key if who == "operator" else who
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+async def hubs(tmp_path: Path) -> AsyncIterator[Hubs]:
+    def script(path: str, event: dict[str, object], seen: int) -> Reply:
+        return Reply(status=400 if path == "/refuse" else 204)
+
+    async def identify(credential: str) -> Caller | None:
+        return CALLERS.get(credential)
+
+    settings = Settings.load(env={}, data_dir=tmp_path)
+    async with Receiver(script) as receiver, running_hub(settings) as (hub, url):
+        hub.identify = identify  # type: ignore[attr-defined]
+        yield Hubs(hub, url, receiver)
+
+
+def _event(id: str, type: str = "production.completed.v1", **ext: str) -> dict[str, object]:
+    return Event.new(type, "plant/line-1", {"qty": 1}, subject=id, **ext).to_dict() | {"id": id}
+
+
+async def test_events_are_stamped_with_the_tenant_and_seen_only_by_it(hubs: Hubs) -> None:
+    async with hubs.client("acme-admin") as acme, hubs.client("globex-admin") as globex:
+        assert (await acme.post("/v1/events", json=_event("e-1"))).status_code == 201
+        stored = (await acme.get("/v1/events/e-1")).json()
+        assert stored["tenant"] == "acme"
+        assert (await globex.get("/v1/events/e-1")).status_code == 404
+        listed = (await globex.get("/v1/events")).json()["events"]
+        assert listed == []
+        assert [e["event"]["id"] for e in (await acme.get("/v1/events")).json()["events"]] == [
+            "e-1"
+        ]
+        # Publishing into another tenant is refused, and nothing is stored.
+        foreign = await acme.post("/v1/events", json=_event("e-2", tenant="globex"))
+        assert foreign.status_code == 403
+        async with hubs.client("operator") as operator:
+            assert (await operator.get("/v1/events/e-2")).status_code == 404
+
+
+async def test_a_type_narrowed_scope_publishes_only_its_types(hubs: Hubs) -> None:
+    async with hubs.client("acme-line") as line:
+        assert (await line.post("/v1/events", json=_event("p-1"))).status_code == 201
+        refused = await line.post("/v1/events", json=_event("l-1", type="lot.released.v1"))
+        assert refused.status_code == 403
+        assert "lot.released.v1" in refused.json()["detail"]
+        # Reading is another scope.
+        assert (await line.get("/v1/events")).status_code == 403
+
+
+async def test_subscriptions_belong_to_their_tenant(hubs: Hubs) -> None:
+    spec = {"name": "mine", "types": ["production.*"], "sink": {"url": hubs.receiver.url("/a")}}
+    async with hubs.client("acme-admin") as acme, hubs.client("globex-admin") as globex:
+        made = await acme.post("/v1/subscriptions", json=spec)
+        assert made.status_code == 201 and made.json()["tenant"] == "acme"
+        sub = made.json()["id"]
+        for request in (
+            globex.get(f"/v1/subscriptions/{sub}"),
+            globex.put(f"/v1/subscriptions/{sub}", json=spec),
+            globex.delete(f"/v1/subscriptions/{sub}"),
+            globex.post(f"/v1/subscriptions/{sub}/replay", json={}),
+        ):
+            assert (await request).status_code == 404
+        assert (await globex.get("/v1/subscriptions")).json()["subscriptions"] == []
+        # No mass assignment: a tenant's caller cannot name a tenant.
+        other = await globex.post("/v1/subscriptions", json={**spec, "tenant": "acme"})
+        assert other.status_code == 422
+        # The subscription routes only its tenant's events.
+        await globex.post("/v1/events", json=_event("g-1"))
+        await acme.post("/v1/events", json=_event("a-1"))
+        await hubs.receiver.wait_for(1, path="/a")
+        await asyncio.sleep(0.3)
+        assert hubs.receiver.ids("/a") == ["a-1"]
+
+
+async def test_dead_letters_are_invisible_to_other_tenants(hubs: Hubs) -> None:
+    spec = {
+        "name": "refused",
+        "types": ["production.*"],
+        "sink": {"url": hubs.receiver.url("/refuse")},
+        "policy": {"retry": {"max_attempts": 1}},
+    }
+    async with hubs.client("acme-admin") as acme, hubs.client("globex-admin") as globex:
+        assert (await acme.post("/v1/subscriptions", json=spec)).status_code == 201
+        await acme.post("/v1/events", json=_event("d-1"))
+        for _ in range(200):
+            dead = (await acme.get("/v1/deadletters")).json()["deadletters"]
+            if dead:
+                break
+            await asyncio.sleep(0.05)
+        (letter,) = dead
+        assert (await globex.get("/v1/deadletters")).json()["deadletters"] == []
+        for request in (
+            globex.get(f"/v1/deadletters/{letter['id']}"),
+            globex.post(f"/v1/deadletters/{letter['id']}/replay"),
+            globex.post(f"/v1/deadletters/{letter['id']}/discard", json={"reason": "x"}),
+        ):
+            assert (await request).status_code == 404
+        bulk = await globex.post("/v1/deadletters/discard", json={"reason": "clean up"})
+        assert bulk.json() == {"discarded": 0}
+        assert len((await acme.get("/v1/deadletters")).json()["deadletters"]) == 1
+
+
+async def test_plant_and_partner_principals_never_reach_admin_routes(hubs: Hubs) -> None:
+    spec = {"name": "x", "types": ["lot.*"], "sink": {"url": hubs.receiver.url("/x")}}
+    async with hubs.client("acme-partner") as partner:
+        answer = await partner.post("/v1/subscriptions", json=spec)
+        assert answer.status_code == 403
+        assert (await partner.get("/v1/deadletters")).status_code == 403
+
+
+async def test_credentials_only_in_the_authorization_header(hubs: Hubs) -> None:
+    async with httpx.AsyncClient(base_url=hubs.url) as anonymous:
+        bare = await anonymous.get("/v1/events")
+        assert bare.status_code == 401
+        assert bare.headers["www-authenticate"].startswith("Bearer")
+        in_url = await anonymous.get("/v1/events", params={"access_token": hubs.hub.admin_key})
+        assert in_url.status_code == 401
+        assert "query string" in in_url.json()["detail"]
+    async with hubs.client("operator") as operator:
+        # Even with a valid header, a credential in the URL is refused (it is in logs now).
+        leaked = await operator.get("/v1/events", params={"api_key": "x"})
+        assert leaked.status_code == 401
+        assert (await operator.get("/v1/events")).status_code == 200
