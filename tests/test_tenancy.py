@@ -160,3 +160,28 @@ async def test_credentials_only_in_the_authorization_header(hubs: Hubs) -> None:
         leaked = await operator.get("/v1/events", params={"api_key": "x"})
         assert leaked.status_code == 401
         assert (await operator.get("/v1/events")).status_code == 200
+
+
+async def test_a_burst_over_the_rate_limit_is_refused_with_retry_after(tmp_path: Path) -> None:
+    settings = Settings.load(env={}, data_dir=tmp_path, rate_limit=0.5, rate_burst=3)
+    async with (
+        running_hub(settings) as (hub, url),
+        httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {hub.admin_key}"}
+        ) as client,
+    ):
+        answers = [await client.get("/v1/subscriptions") for _ in range(5)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+        refused = answers[3]
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "ratelimit" in {name.lower() for name in answers[0].headers}
+        # Security headers on every answer, the refusal included.
+        assert refused.headers["x-content-type-options"] == "nosniff"
+        # Failed logins spend the address's budget too: no unlimited guessing.
+        async with httpx.AsyncClient(base_url=url) as guesser:
+            guesses = [
+                await guesser.get("/v1/events", headers={"Authorization": f"Bearer guess{i}"})
+                for i in range(5)
+            ]
+        assert [g.status_code for g in guesses] == [401, 401, 401, 429, 429]

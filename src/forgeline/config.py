@@ -45,6 +45,19 @@ class Settings:
     role: Literal["all", "api", "worker"] = "all"
     # The Odoo system the synchronous business APIs read and write; None: the only one.
     erp: str | None = None
+    # Access tokens: their audience is the environment this hub serves; their issuer the
+    # hub's public base URL (None: http://<host>:<port>), the same for every API process.
+    environment: Literal["dev", "test", "prod"] = "dev"
+    issuer: str | None = None
+    token_ttl: float = 300.0
+    # Per principal (or per client address before authentication): requests/s and burst.
+    rate_limit: float = 1000.0
+    rate_burst: int = 2000
+    # redis://… shares the budgets between API processes; None: each process counts its own.
+    ratelimit_url: str | None = None
+    ratelimit_on_outage: Literal["local", "closed"] = "local"
+    cors_origins: tuple[str, ...] = ()
+    force_hsts: bool = False
     # The config's subscriptions, then one per target of each of its flows.
     subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
     systems: dict[str, SystemSpec] = field(default_factory=dict)
@@ -58,6 +71,11 @@ class Settings:
     @property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def public_url(self) -> str:
+        """The issuer of access tokens: the hub's base URL as its callers reach it."""
+        return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def embedded(self) -> bool:
@@ -93,6 +111,9 @@ class Settings:
             ("log_url", "FORGELINE_LOG_URL"),
             ("store_url", "FORGELINE_STORE_URL"),
             ("role", "FORGELINE_ROLE"),
+            ("environment", "FORGELINE_ENVIRONMENT"),
+            ("issuer", "FORGELINE_ISSUER"),
+            ("ratelimit_url", "FORGELINE_RATELIMIT_URL"),
         ):
             if key in env:
                 from_env[name] = env[key]
@@ -100,6 +121,12 @@ class Settings:
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.role not in ("all", "api", "worker"):
             raise ConfigError(f"role {settings.role!r} is not one of all, api, worker")
+        if settings.environment not in ("dev", "test", "prod"):
+            raise ConfigError(f"environment {settings.environment!r} is not dev, test or prod")
+        if settings.ratelimit_on_outage not in ("local", "closed"):
+            raise ConfigError("ratelimit_on_outage is local or closed")
+        if settings.rate_limit <= 0 or settings.rate_burst < 1:
+            raise ConfigError("rate_limit must be > 0 requests/s and rate_burst >= 1")
         if settings.role != "all" and settings.embedded:
             raise ConfigError(
                 f"--role {settings.role} needs shared backends (a postgresql:// store and a "
@@ -120,6 +147,15 @@ _HUB_KEYS = {
     "retention_seconds": float,
     "role": str,
     "erp": str,
+    "environment": str,
+    "issuer": str,
+    "token_ttl": float,
+    "rate_limit": float,
+    "rate_burst": int,
+    "ratelimit_url": str,
+    "ratelimit_on_outage": str,
+    "cors_origins": tuple,
+    "force_hsts": bool,
 }
 
 
@@ -140,6 +176,8 @@ def _apply_file(settings: Settings, path: Path) -> Settings:
         if kind is None:
             raise ConfigError(f"{path}: hub.{key} is not a setting ({', '.join(_HUB_KEYS)})")
         try:
+            if kind in (tuple, bool) and not isinstance(value, list if kind is tuple else bool):
+                raise TypeError(f"expected a {'list' if kind is tuple else 'boolean'}")
             values[key] = kind(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: hub.{key}: {exc}") from exc

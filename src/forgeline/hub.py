@@ -35,6 +35,7 @@ from .ownership.registry import OwnershipRegistry
 from .ownership.xref import open_cross_references
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
+from .security.ratelimit import open_limiter
 from .security.store import SecurityStore, open_security_store
 from .sources import OdooSources
 from .sources_files import FileSources
@@ -94,6 +95,7 @@ class Hub(AsyncResource):
         self.xref = CachedCrossReference(open_cross_references(settings.store))
         # Principals, credentials, signing keys, idempotency records and the audit log.
         self.security: SecurityStore = open_security_store(settings.store)
+        self.limiter = open_limiter(settings.ratelimit_url, on_outage=settings.ratelimit_on_outage)
         self.ownership = OwnershipRegistry(settings.ownership)
         self.transform = Transform(
             ownership=self.ownership,
@@ -189,6 +191,7 @@ class Hub(AsyncResource):
         await self.sources.aclose()
         await self.xref.aclose()
         await self.security.aclose()
+        await self.limiter.aclose()
         await self.sender.aclose()
         await self.connections.aclose()
         await self.store.aclose()

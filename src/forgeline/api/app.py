@@ -18,11 +18,13 @@ from .. import __version__
 from ..config import Settings
 from ..exceptions import BackendError
 from ..hub import Hub
+from ..security.ratelimit import Limit, RateRule, RateRules
 from .auth import authenticate, require
 from .catalog import catalog, published
 from .events import json_response
 from .events import router as events_router
 from .hooks import hooks
+from .hygiene import RateLimitGuard, install_hygiene
 from .problems import BodyLimit, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
 
@@ -55,6 +57,17 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.state.hub = the_hub
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=the_hub.settings.max_body_bytes)
+    settings = the_hub.settings
+    # Last: the outermost middleware, so its headers are on every answer, a 413 included.
+    install_hygiene(app, cors_origins=settings.cors_origins, force_hsts=settings.force_hsts)
+    app.state.guard = RateLimitGuard(
+        the_hub.limiter,
+        RateRules(
+            Limit(settings.rate_limit, settings.rate_burst, name="default"),
+            # Guessing client secrets is paced per address, before any principal is known.
+            [RateRule(Limit(1.0, 10, name="token"), route="POST /oauth/token", by="client")],
+        ),
+    )
     # Every route under /v1 names the scope it needs; authenticating at the router too means
     # a route added without one still never answers an anonymous caller.
     guarded = [Depends(authenticate)]

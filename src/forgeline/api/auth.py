@@ -30,17 +30,25 @@ async def authenticate(request: Request) -> Caller:
     found: Caller | None = getattr(request.state, "caller", None)
     if found is not None:
         return found
-    if _QUERY_CREDENTIALS & {name.lower() for name in request.query_params}:
-        raise Unauthorized(
-            "credentials go in the Authorization header, never in the URL's query string"
-        )
-    header = request.headers.get("authorization", "")
-    scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise Unauthorized("send Authorization: Bearer <API key or access token>")
-    caller = await _identify(request, credential)
+    guard = getattr(request.app.state, "guard", None)
+    try:
+        if _QUERY_CREDENTIALS & {name.lower() for name in request.query_params}:
+            raise Unauthorized(
+                "credentials go in the Authorization header, never in the URL's query string"
+            )
+        header = request.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthorized("send Authorization: Bearer <API key or access token>")
+        caller = await _identify(request, credential)
+    except Unauthorized:
+        if guard is not None:
+            await guard.check(request)  # failures spend the address's budget: no brute force
+        raise
     request.state.caller = caller
+    if guard is not None:
+        await guard.check(request)  # one budget per principal (and route, where a rule says)
     return caller
 
 
