@@ -166,12 +166,29 @@ def test_check_validates_a_config_and_names_each_error(tmp_path: Path) -> None:
     )
     result = invoke("check", str(config))
     assert result.exit_code == 0, result.output
-    assert "1 subscription(s), 1 system(s)" in result.output
+    assert "1 system(s) (odoo), 0 flow(s), 1 subscription(s)" in result.output
 
     config.write_text(config.read_text().replace("system: erp", "system: mrp"))
     result = invoke("check", str(config))
     assert result.exit_code == 1
     assert "subscriptions.confirm.sink.odoo.system: no system named 'mrp'" in result.output
+
+    config.write_text(
+        config.read_text().replace("system: mrp", "system: erp")
+        + "flows:\n  - name: ship\n    on: shipment.confirmed.v1\n    to:\n"
+        "      - publish: {type: lot.shipped.v1}\n      - http: {url: 'http://wms/x'}\n"
+        "  - name: broken\n    on: x.v1\n    to: {odoo: {system: erp, model: Nope}}\n"
+    )
+    result = invoke("check", str(config))
+    assert result.exit_code == 1
+    # Each problem on its own line, with its path.
+    assert "\n  flows.broken.to[0].odoo.model:" in result.output
+    assert "\n  flows.broken.to[0].odoo.action: Field required" in result.output
+    config.write_text(config.read_text().split("  - name: broken")[0])
+    result = invoke("check", str(config))
+    assert result.exit_code == 0, result.output
+    assert "1 flow(s), 1 subscription(s)" in result.output
+    assert "flow ship -> publish, http" in result.output
 
 
 def test_map_test_prints_the_result_or_the_exact_error(tmp_path: Path) -> None:

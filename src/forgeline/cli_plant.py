@@ -272,11 +272,21 @@ def check(
     try:
         settings = Settings.load(config_file=config, env={})
     except ForgelineError as exc:
-        raise _fail(str(exc), 1) from exc
+        problems = [f"\n  {e['path']}: {e['message']}" for e in exc.errors if len(exc.errors) > 1]
+        raise _fail(f"{exc}{''.join(problems)}", 1) from exc
+    flows: dict[str, list[str]] = {}
+    for spec in settings.subscriptions:
+        if spec.flow is not None:
+            flows.setdefault(spec.flow, []).append(spec.name.removeprefix(spec.flow + "."))
+    plain = len(settings.subscriptions) - sum(map(len, flows.values()))
+    kinds = sorted({system.kind for system in settings.systems.values()})
     out.print(
-        f"[green]{escape(str(config))} is valid[/green]: {len(settings.subscriptions)} "
-        f"subscription(s), {len(settings.systems)} system(s)"
+        f"[green]{escape(str(config))} is valid[/green]: {len(settings.systems)} system(s) "
+        f"({', '.join(kinds) or 'none'}), {len(flows)} flow(s), {plain} subscription(s), "
+        f"{len(settings.ownership)} ownership rule(s)"
     )
+    for name, targets in flows.items():
+        out.print(f"  flow {escape(name)} -> {escape(', '.join(targets))}")
 
 
 @map_app.command("test")
