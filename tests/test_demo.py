@@ -1,22 +1,185 @@
-"""``forgeline demo --smoke`` end to end: the scenario passes its own checks, Odoo ends with
-every MO done, and the data directory's log holds the MES's events as published and the
-events the hub made of Odoo's changes."""
+"""``forgeline demo``: the plant's hub config (a template of flows and mappings shipped with
+the package), its mappings against real samples and the catalog, and ``--smoke`` end to end:
+the scenario passes its own checks, and what it leaves behind - Odoo's MOs, the log, the
+written config - says the flows did the work."""
 
 from __future__ import annotations
 
 import io
+import json
+import stat
 import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
-from forgeline.demo import SMOKE, run_demo
+import forgeline.demo
+from forgeline.canonical import validate
+from forgeline.cli import app
+from forgeline.config import Settings
+from forgeline.demo import SMOKE, run_demo, write_plant_config
+from forgeline.demo.checks import Checks
+from forgeline.demo.plant import PRODUCTS
+from forgeline.demo.wiring import PlantAddresses, PlantSecrets
+from forgeline.exceptions import ConfigError
 from forgeline.log import open_log
+from forgeline.mapping import MappingError, map_test
+from forgeline.route.subscription import RestSink
 from forgeline.sim.odoo.service import OdooSimulator
 from forgeline.sources import WEBHOOK_TYPE
 
 RELEASED = "production.order.released.v1"
+MAPPINGS = Path(forgeline.demo.__file__).parent / "mappings"  # package data
+SAMPLES = MAPPINGS / "samples"
+XREF = SAMPLES / "xref.json"  # what the product flow binds: Odoo's product 7 is FG-PUMP-CP200
+#: Mapping -> the catalog type its result is the data of (None: a target system's body).
+CANONICAL = {
+    "completed-to-qms-inspection": None,
+    "completed-to-wms-putaway": None,
+    "mes-consumption-to-consumed": "material.consumed.v1",
+    "mes-production-to-completed": "production.completed.v1",
+    "odoo-mo-to-mes-work-order": None,
+    "plm-item-to-odoo-product": None,
+    "qms-hold-to-hold-placed": "quality.hold.placed.v1",
+    "qms-inspection-to-completed": "quality.inspection.completed.v1",
+    "qms-inspection-to-lot-released": "lot.released.v1",
+    "wms-putaway-to-moved": "inventory.moved.v1",
+}
+ADDRESSES = PlantAddresses(
+    odoo_url="http://127.0.0.1:8069",
+    mes_url="http://127.0.0.1:8071",
+    wms_url="http://127.0.0.1:8072",
+    qms_url="http://127.0.0.1:8073",
+    partner_url="http://127.0.0.1:9000/partner",
+    historian_url="http://127.0.0.1:9000/historian",
+    plan_prefix="PLAN/",
+    uom_unit_id=1,
+    uom_kg_id=12,
+)
+
+
+# -- the config ---------------------------------------------------------------------------------
+
+
+def test_the_written_config_loads_and_holds_no_secret(tmp_path: Path) -> None:
+    keys = PlantSecrets("odoo-key-123")
+    config = write_plant_config(tmp_path, ADDRESSES, keys)
+
+    settings = Settings.load(config_file=config, env={})
+    assert settings.data_dir == tmp_path.resolve()
+    assert {name: spec.kind for name, spec in settings.systems.items()} == {
+        "plant-erp": "odoo",
+        "plm": "webhook",
+        "mes": "webhook",
+        "wms": "webhook",
+        "qms": "webhook",
+    }
+    assert [rule.describe() for rule in settings.ownership] == ["plm owns product"]
+    names = {spec.name for spec in settings.subscriptions}
+    assert {"products-to-erp.odoo", "release-to-mes.rest", "production-completed.erp"} <= names
+    assert {"production-completed.wms", "qms-results.released", "partner-lots.http"} <= names
+    (release,) = (s.sink for s in settings.subscriptions if s.name == "release-to-mes.rest")
+    assert isinstance(release, RestSink)
+    assert release.rest.url == "http://127.0.0.1:8071/api/workorders"  # the MES of this run
+
+    written = [config, *(tmp_path / "mappings").iterdir()]
+    texts = [path.read_text() for path in written]
+    assert not any("${" in text for text in texts)  # every placeholder filled
+    for value in keys.files().values():
+        assert not any(value in text for text in texts)  # referenced, never inlined
+    for secret in (tmp_path / "secrets").iterdir():
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert secret.read_text().strip() in keys.files().values()
+    product = (tmp_path / "mappings" / "plm-item-to-odoo-product.yaml").read_text()
+    assert "EA: 1" in product and "KG: 12" in product
+
+    # forgeline check, as a person would run it on the data directory's file.
+    answer = CliRunner().invoke(app, ["check", str(config)])
+    assert answer.exit_code == 0, answer.output
+    assert "valid" in answer.output and "partner-lots" in answer.output
+
+
+def test_a_kept_config_is_rewritten_with_this_runs_addresses(tmp_path: Path) -> None:
+    write_plant_config(tmp_path, ADDRESSES, PlantSecrets("first"))
+    moved = PlantAddresses(**{**vars(ADDRESSES), "mes_url": "http://127.0.0.1:18071"})
+    config = write_plant_config(tmp_path, moved, PlantSecrets("second"))
+    text = config.read_text()
+    assert "127.0.0.1:18071" in text and "127.0.0.1:8071/" not in text
+    assert (tmp_path / "secrets" / "odoo-api-key").read_text().strip() == "second"
+
+
+def test_a_placeholder_the_demo_does_not_fill_is_a_config_error() -> None:
+    from forgeline.demo import wiring
+
+    with pytest.raises(ConfigError, match=r"plant.yaml: cannot fill 'nowhere'"):
+        wiring._fill("url: ${nowhere}", {}, "plant.yaml")
+    with pytest.raises(ConfigError, match=r"cannot fill Invalid placeholder"):
+        wiring._fill("cost: $5", {}, "plant.yaml")
+
+
+# -- the mappings -------------------------------------------------------------------------------
+
+
+def test_every_mapping_has_a_sample_and_the_list_here_is_complete() -> None:
+    mappings = {path.stem for path in MAPPINGS.glob("*.yaml")}
+    samples = {path.stem for path in SAMPLES.glob("*.json")} - {"xref"}
+    assert mappings == samples == set(CANONICAL)
+
+
+@pytest.mark.parametrize("name", sorted(CANONICAL))
+def test_each_mapping_maps_its_sample_into_the_catalogs_shape(name: str, tmp_path: Path) -> None:
+    config = write_plant_config(tmp_path, ADDRESSES, PlantSecrets("k"))
+    mapping = config.parent / "mappings" / f"{name}.yaml"
+    result = json.loads(map_test(mapping, SAMPLES / f"{name}.json", XREF))
+    event_type = CANONICAL[name]
+    if event_type is not None:
+        validate(event_type, result, path="data")  # raises InvalidPayload naming the path
+
+
+def test_the_work_order_mapping_names_the_part_only_through_the_cross_reference(
+    tmp_path: Path,
+) -> None:
+    """An Odoo product the product flow never bound fails with the field and the reason
+    (a dead letter saying so), rather than sending the MES a guess."""
+    config = write_plant_config(tmp_path, ADDRESSES, PlantSecrets("k"))
+    mapping = config.parent / "mappings" / "odoo-mo-to-mes-work-order.yaml"
+    sample = SAMPLES / "odoo-mo-to-mes-work-order.json"
+    with pytest.raises(MappingError, match="partNo") as failure:
+        map_test(mapping, sample)
+    assert "no canonical id for plant-erp product '7'" in str(failure.value)
+
+    bad = json.loads(sample.read_text())
+    bad["data"]["record"]["product_uom_id"] = [4, "Dozens"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(MappingError, match="uom") as failure:
+        map_test(mapping, tmp_path / "bad.json", XREF)
+    assert "'Dozens'" in str(failure.value)
+
+
+# -- the checks ---------------------------------------------------------------------------------
+
+
+def test_a_check_fails_on_what_it_guards() -> None:
+    """The checks are the demo's verdict: fed a plant that went wrong, they say so."""
+    checks = Checks(SMOKE, Console(file=io.StringIO()), Path("."))
+    checks.refused_change = {"id": "MES-FIX-1"}
+    refused = {"event_id": "MES-FIX-1", "event_type": "product.changed.v1"}
+    checks.verify_dead_left([{**refused, "reason": "quarantined: mes may not change product"}])
+    checks.verify_dead_left(
+        [
+            {**refused, "reason": "quarantined: mes may not change product"},
+            {"event_id": "x", "event_type": "lot.released.v1", "reason": "HTTP 500"},
+        ]
+    )
+    checks.verify_dead_left([{**refused, "reason": "HTTP 500"}])
+    checks.verify_quarantine([])
+    assert [check.ok for check in checks.checks] == [True, False, False, False]
+
+
+# -- end to end ---------------------------------------------------------------------------------
 
 
 async def test_smoke_demo_passes_and_leaves_its_events_in_the_log(tmp_path: Path) -> None:
@@ -30,34 +193,44 @@ async def test_smoke_demo_passes_and_leaves_its_events_in_the_log(tmp_path: Path
     text = output.getvalue()
     assert result, text
     assert elapsed < SMOKE.timeout
-    assert "all" in text and "checks passed" in text
+    assert f"all {len(result.checks)} checks passed" in text
     assert "FAILED" not in text
-    assert all(check.ok for check in result.checks)
+    assert len(result.checks) >= 15 and all(check.ok for check in result.checks)
 
-    # Odoo closed every MO the MES reported, with the MES's quantity.
-    assert len(result.orders) == SMOKE.mos
+    # Odoo closed every MO with what the MES made, once each.
+    assert len(result.orders) == len(result.work_orders) == SMOKE.mos
     assert {row["state"] for row in result.orders} == {"done"}
-    made = {
-        e["data"]["mo"]: e["data"]["quantity"]
-        for e in result.published
-        if e["type"] == "production.completed.v1"
-    }
+    made = {wo["erpOrder"]: float(wo["qtyGood"]) for wo in result.work_orders}
     assert {row["name"]: row["qty_produced"] for row in result.orders} == made
     assert all(row["finished_moves"] == 1 for row in result.orders)
+    # The MES knew each part by its number: Odoo's id went through the cross-reference.
+    skus = {p.sku for p in PRODUCTS}
+    assert {wo["partNo"] for wo in result.work_orders} <= skus
+
+    # The config the run wrote is the one that ran: forgeline check accepts it.
+    assert result.config == tmp_path.resolve() / "plant.yaml"
+    assert Settings.load(config_file=result.config, env={}).subscriptions
 
     async with open_log(f"sqlite:///{tmp_path / 'events.db'}") as log:
         records = await log.read(0, 10_000)
-    assert len({(r.event.source, r.event.id) for r in records}) == len(records)
-    mes = [r.event for r in records if r.event.source.startswith("mes://")]
-    assert [(e.source, e.id) for e in mes] == [(e["source"], e["id"]) for e in result.published]
-    odoo = [r.event for r in records if r.event.source == result.odoo_source]
+    events = [r.event for r in records]
+    assert len({(e.source, e.id) for e in events}) == len(events)
+    odoo = [e for e in events if e.source == result.odoo_source]
     released = Counter(e.subject for e in odoo if e.type == RELEASED)
     assert released == Counter({row["name"]: 1 for row in result.orders})
     assert any(e.type == WEBHOOK_TYPE for e in odoo)  # Odoo's automation reached the hub
-    assert all(
-        e.source.startswith("mes://") or e.source == result.odoo_source
-        for e in (r.event for r in records)
-    )
+    by_type = Counter(e.type for e in events)
+    assert by_type["product.changed.v1"] == 13  # 12 from the PLM, 1 from the MES (refused)
+    assert by_type["masterdata.change.quarantined.v1"] == 1
+    assert by_type["mes.message.v1"] > 3 * SMOKE.mos
+    # Canonical events are the flows' work: each names the event it came from.
+    causes = {e.id for e in events}
+    derived = ("production.completed.v1", "lot.released.v1", "inventory.moved.v1")
+    for event in events:
+        if event.type in derived and event.source != result.odoo_source:
+            assert event.extensions.get("causationid") in causes
+    assert by_type["lot.released.v1"] == SMOKE.mos - 1  # the rejected lot is held
+    assert by_type["quality.hold.placed.v1"] == 1
 
 
 async def test_a_kept_data_dir_can_run_the_demo_again(tmp_path: Path) -> None:
@@ -65,11 +238,14 @@ async def test_a_kept_data_dir_can_run_the_demo_again(tmp_path: Path) -> None:
     first = await run_demo(smoke=True, data_dir=tmp_path, console=console)
     assert first
     second = await run_demo(smoke=True, data_dir=tmp_path, console=console)
-    assert second
+    assert second, [c for c in second.checks if not c.ok]
 
-    # The second run planned new MOs in the same Odoo database, on the same products.
+    # The second run planned new MOs in the same Odoo database, on the same products; the
+    # MES, WMS and QMS kept their state (new work orders, new lots).
     names = [{row["name"] for row in run.orders} for run in (first, second)]
     assert len(names[0]) == len(names[1]) == SMOKE.mos and not names[0] & names[1]
+    lots = [{wo["lotNo"] for wo in run.work_orders} for run in (first, second)]
+    assert not lots[0] & lots[1]
     simulator = OdooSimulator(19, path=tmp_path / "odoo-sim.db")
     try:
         env = simulator.env("demo")
@@ -82,6 +258,6 @@ async def test_a_kept_data_dir_can_run_the_demo_again(tmp_path: Path) -> None:
 
     async with open_log(f"sqlite:///{tmp_path / 'events.db'}") as log:
         records = await log.read(0, 10_000)
-    mes = [r for r in records if r.event.source.startswith("mes://")]
-    assert len(mes) == len(first.published) + len(second.published)
     assert len({(r.event.source, r.event.id) for r in records}) == len(records)
+    plm = [r for r in records if r.event.source == "plm://plant-1"]
+    assert len(plm) == 12  # released once: the second run's releases were duplicates

@@ -1,11 +1,14 @@
-"""``forgeline demo``: a plant whose ERP is a simulated Odoo 19, its MES and three other
-downstream systems, with failures and recovery, end to end over HTTP.
+"""``forgeline demo``: a plant - Odoo 19 as its ERP, an MES, a WMS, a QMS, a historian and a
+customer portal - whose systems talk only to the hub, and the hub's config flows do the rest.
 
-``plant`` holds the products and what the MES reports, ``odoo`` seeds and reads the plant's
-Odoo through the connector, ``run`` is the scenario and its checks.
+``plant.yaml`` and ``mappings/`` are the hub's config (package data, filled in by
+``wiring``); ``plant`` holds the products and the plan, ``odoo`` and ``floor`` reach the
+plant's systems as its people do, ``run`` is the scenario and ``checks`` its verdict.
 """
 
-from .plant import FULL, SMOKE, Scale, plant_schedule
-from .run import DemoResult, run_demo
+from .plant import FULL, SMOKE, Scale
+from .run import run_demo
+from .state import DemoResult
+from .wiring import CONFIG_FILE, write_plant_config
 
-__all__ = ["FULL", "SMOKE", "DemoResult", "Scale", "plant_schedule", "run_demo"]
+__all__ = ["CONFIG_FILE", "FULL", "SMOKE", "DemoResult", "Scale", "run_demo", "write_plant_config"]

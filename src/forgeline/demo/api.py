@@ -1,16 +1,18 @@
-"""The hub's HTTP API as ``forgeline demo`` uses it: publish in every accepted encoding,
-page through the log, list dead letters, read ``/metrics``."""
+"""The HTTP the demo speaks, as a plant's people and systems would: the hub's API (publish,
+page through the log, dead letters, ``/metrics``) and a signed webhook POST (the PLM's)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections import Counter
 from typing import Any
 
 import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..envelope import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
-from .plant import Publish
+from ..envelope import STRUCTURED_CONTENT_TYPE
 
 __all__ = [
     "DemoError",
@@ -18,51 +20,50 @@ __all__ = [
     "deliveries_total",
     "expect",
     "log_head",
+    "post_signed",
     "publish",
     "read_log",
+    "webhook_requests",
 ]
 
 
 class DemoError(Exception):
-    """The hub or Odoo answered something the demo did not expect."""
+    """The hub or a plant system answered something the demo did not expect."""
 
 
-async def expect(request: Any, status: int) -> Any:
-    """Await an httpx request and insist on ``status``; the JSON body (or None)."""
+async def expect(request: Any, status: int | tuple[int, ...]) -> Any:
+    """Await an httpx request and insist on ``status`` (one of them); the JSON body (or None)."""
     response: httpx.Response = await request
-    if response.status_code != status:
+    wanted = (status,) if isinstance(status, int) else status
+    if response.status_code not in wanted:
         raise DemoError(
             f"{response.request.method} {response.request.url.path} answered "
-            f"{response.status_code}, expected {status}: {response.text[:300]}"
+            f"{response.status_code}, expected {' or '.join(map(str, wanted))}: "
+            f"{response.text[:300]}"
         )
     return response.json() if response.content else None
 
 
-async def publish(client: httpx.AsyncClient, item: Publish) -> Any:
-    status = 200 if item.duplicate else 201
-    if item.mode == "binary":
-        (event,) = item.events
-        headers = {
-            f"ce-{name}": str(value)
-            for name, value in event.items()
-            if name not in ("data", "datacontenttype")
-        }
-        headers["Content-Type"] = "application/json"
-        return await expect(
-            client.post("/v1/events", json=event.get("data"), headers=headers), status
-        )
-    if item.mode == "batch":
-        body: Any = list(item.events)
-        media = BATCH_CONTENT_TYPE
-    elif item.mode == "structured":
-        (body,) = item.events
-        media = STRUCTURED_CONTENT_TYPE
-    else:
-        body = item.events[0] if len(item.events) == 1 else list(item.events)
-        media = "application/json"
+async def post_signed(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], *, secret: str, header: str
+) -> Any:
+    """POST ``body`` as a plant system signs its webhooks: ``<header>: sha256=<hex HMAC-SHA256
+    of the raw body>``. The hub's answer: 202 stored, 200 stored before (a resend)."""
+    raw = orjson.dumps(body)
+    digest = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", header: f"sha256={digest}"}
+    return await expect(client.post(url, content=raw, headers=headers), (200, 202))
+
+
+async def publish(client: httpx.AsyncClient, event: dict[str, Any]) -> Any:
+    """POST one structured CloudEvent to ``/v1/events``."""
     return await expect(
-        client.post("/v1/events", content=orjson.dumps(body), headers={"Content-Type": media}),
-        status,
+        client.post(
+            "/v1/events",
+            content=orjson.dumps(event),
+            headers={"Content-Type": STRUCTURED_CONTENT_TYPE},
+        ),
+        (200, 201),
     )
 
 
@@ -87,7 +88,7 @@ async def log_head(client: httpx.AsyncClient) -> int:
     return int(records[-1]["position"]) if records else 0
 
 
-async def dead_letters(client: httpx.AsyncClient, subscription: str | None) -> list[Any]:
+async def dead_letters(client: httpx.AsyncClient, subscription: str | None = None) -> list[Any]:
     params: dict[str, Any] = {"limit": 1000}
     if subscription is not None:
         params["subscription"] = subscription
@@ -104,4 +105,15 @@ def deliveries_total(text: str) -> dict[str, dict[str, float]]:
             if sample.name == "forgeline_deliveries_total":
                 by_outcome = counts.setdefault(sample.labels["subscription"], {})
                 by_outcome[sample.labels["outcome"]] = sample.value
+    return counts
+
+
+def webhook_requests(text: str) -> Counter[tuple[str, str]]:
+    """``forgeline_webhook_requests_total`` from a Prometheus exposition: (system, outcome)
+    → requests (refusals summed over their reasons)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "forgeline_webhook_requests_total":
+                counts[(sample.labels["system"], sample.labels["outcome"])] += int(sample.value)
     return counts

@@ -1,10 +1,12 @@
-"""The plant's Odoo in ``forgeline demo``: a simulated Odoo 19, seeded and driven through
-Forgeline's own connector over HTTP (JSON-2 with an API key), and read back for the checks.
+"""The plant's Odoo in ``forgeline demo``: a simulated Odoo 19 driven over HTTP through
+Forgeline's own connector (JSON-2 with an API key), as the ERP's administrators and planners
+would, and read back for the checks.
 
-Seeding is idempotent: every product, bill of materials and the webhook automation is an
-``upsert`` by external id (``forgeline.plant_*``), and stock is an inventory *count* (an
-absolute quantity). A data directory kept from an earlier run, whose Odoo database already
-holds the plant, ends up with the same records, not a second set.
+The products are not seeded here: the PLM releases them and the hub's ``products-to-erp``
+flow upserts them. What the ERP's own people set up is: bills of materials, the components'
+stock and the "Send Webhook Notification" automation. Every record is an ``upsert`` by
+external id (``forgeline.plant_*``) and stock is an inventory *count* (an absolute
+quantity), so a data directory kept from an earlier run ends up with the same records.
 """
 
 from __future__ import annotations
@@ -15,18 +17,39 @@ from typing import Any
 from ..connectors.odoo import OdooClient, resolve, upsert
 from ..sim.odoo.faults import LoseAnswers
 from .api import DemoError
-from .plant import PRODUCTS, Component, Product
+from .plant import PRODUCTS, Product
 
-__all__ = ["MO_FIELDS", "OdooPlant", "seed_plant"]
+__all__ = ["MO_FIELDS", "OdooPlant", "Seeded", "odoo_units", "plant_products", "seed_plant"]
 
 #: Components counted on hand before production: enough for every plan of the demo.
 ON_HAND = 5000.0
 MO_FIELDS = ["name", "product_id", "product_qty", "qty_produced", "state", "origin"]
+SKUS = sorted({p.sku for p in PRODUCTS} | {c.sku for p in PRODUCTS for c in p.components})
 
 
 def _key(*parts: str) -> str:
-    """An external-id name of the plant's records: ``plant_fg_pump_cp200``."""
+    """An external-id name of the plant's records: ``plant_bom_fg_pump_cp200``."""
     return "_".join(("plant", *parts)).lower().replace("-", "_")
+
+
+async def odoo_units(client: OdooClient) -> tuple[int, int]:
+    """Odoo's ids of its units ``Units`` and ``kg``: the PLM's EA and KG."""
+    unit = await resolve(client, "product_uom_unit", module="uom")
+    kg = await resolve(client, "product_uom_kgm", module="uom")
+    if unit is None or kg is None:
+        raise DemoError("the Odoo database lacks the units Units or kg")
+    return unit, kg
+
+
+async def plant_products(client: OdooClient) -> dict[str, list[dict[str, Any]]]:
+    """The plant's products as Odoo has them, by SKU (a list: more than one is a duplicate)."""
+    rows = await client.search_read(
+        "product.product", [("default_code", "in", SKUS)], ["default_code", "name", "uom_id"]
+    )
+    found: dict[str, list[dict[str, Any]]] = {sku: [] for sku in SKUS}
+    for row in rows:
+        found[str(row["default_code"])].append(row)
+    return found
 
 
 @dataclass
@@ -40,34 +63,20 @@ class Seeded:
 
 
 async def seed_plant(client: OdooClient, hook_url: str, plan_prefix: str) -> Seeded:
-    """Products, their BoMs, component stock and the MO webhook, all safe to repeat."""
-    units = {
-        "Units": await resolve(client, "product_uom_unit", module="uom"),
-        "kg": await resolve(client, "product_uom_kgm", module="uom"),
-    }
-    stock = await resolve(client, "stock_location_stock", module="stock")
-    if None in units.values() or stock is None:
-        raise DemoError("the Odoo database lacks Units, kg or WH/Stock")
+    """BoMs, component stock and the MO webhook, on the products the PLM released."""
     seeded = Seeded()
-
-    async def product(item: Product | Component) -> int:
-        # Odoo 18+ spells "storable" as a consumable tracking its inventory.
-        vals = {
-            "name": item.name,
-            "default_code": item.sku,
-            "uom_id": units[item.uom],
-            "type": "consu",
-            "is_storable": True,
-        }
-        seeded.products[item.sku] = await upsert(client, "product.product", _key(item.sku), vals)
-        return seeded.products[item.sku]
+    for sku, rows in (await plant_products(client)).items():
+        if len(rows) != 1:
+            raise DemoError(f"Odoo has {len(rows)} products {sku}, not one")
+        seeded.products[sku] = int(rows[0]["id"])
+    stock = await resolve(client, "stock_location_stock", module="stock")
+    if stock is None:
+        raise DemoError("the Odoo database lacks WH/Stock")
 
     for finished in PRODUCTS:
-        product_id = await product(finished)
-        lines = [
-            {"product_id": await product(c), "product_qty": c.per_unit} for c in finished.components
-        ]
-        (row,) = await client.read("product.product", [product_id], ["product_tmpl_id"])
+        (row,) = await client.read(
+            "product.product", [seeded.products[finished.sku]], ["product_tmpl_id"]
+        )
         await upsert(
             client,
             "mrp.bom",
@@ -76,7 +85,11 @@ async def seed_plant(client: OdooClient, hook_url: str, plan_prefix: str) -> See
                 "product_tmpl_id": row["product_tmpl_id"],
                 "code": f"BOM-{finished.sku}",
                 "product_qty": 1.0,
-                "bom_line_ids": lines,  # a list of dicts: replaces the lines on a rerun
+                # A list of dicts: replaces the lines on a rerun.
+                "bom_line_ids": [
+                    {"product_id": seeded.products[c.sku], "product_qty": c.per_unit}
+                    for c in finished.components
+                ],
             },
         )
         seeded.boms += 1
@@ -160,15 +173,3 @@ class OdooPlant:
         return await self.client.search_count(
             "mrp.production", [("origin", "=", self.plan), ("state", "=", "done")]
         )
-
-    async def product_counts(self) -> dict[str, int]:
-        """Products per plant SKU: 1 each after any number of seedings."""
-        rows = await self.client.search_read(
-            "product.product",
-            [("default_code", "in", list(self.seeded.products))],
-            ["default_code"],
-        )
-        counts = dict.fromkeys(self.seeded.products, 0)
-        for row in rows:
-            counts[str(row["default_code"])] += 1
-        return counts

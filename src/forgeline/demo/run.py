@@ -1,38 +1,40 @@
-"""The scenario of ``forgeline demo``: Odoo plans, the MES builds, the hub carries it all.
+"""The scenario of ``forgeline demo``: a plant whose systems talk only to the hub, and the hub
+does what its config's flows say - nothing in this file moves an event from one system to
+another.
 
-Everything runs for real on loopback, and the demo only talks HTTP, like any publisher,
-operator or ERP would:
+Everything runs for real on loopback, over HTTP:
 
-* a simulated Odoo 19 is the plant's ERP (JSON-2 with an API key, its database in the data
-  directory), seeded through Forgeline's connector; the hub watches its manufacturing orders
-  with a ``write_date`` poller and takes its "Send Webhook Notification" automation;
-* Odoo plans and confirms MOs; the hub publishes each release once, whichever of poller and
-  webhook saw it first, and ``mes-releases`` delivers it to the MES (``/mes``);
-* the MES reports its work; ``erp-production`` closes each MO in Odoo (``button_mark_done``)
-  and Odoo loses one answer after committing it: the redelivery finds the MO done;
-* ``/historian`` takes the MES's ``production.*`` and ``material.*`` ordered by MO and answers
-  502 once; ``/qms`` answers 503 with ``Retry-After: 1`` to every first attempt; ``/partner``
-  (a customer portal) is down until the demo brings it back: dead letters, then a replay.
+* a simulated Odoo 19 is the ERP (JSON-2 with an API key, its database in the data
+  directory); the simulated MES, WMS and QMS are the shop floor, each in its own vocabulary;
+  two stand-ins on one receiver are the plant's historian and a customer portal;
+* the hub runs from ``plant.yaml``, written into the data directory from the package's
+  template (``wiring.py``): five systems, one ownership rule, ten mappings, nine flows;
+* the demo plays the people: the PLM releases the products (a signed webhook), the ERP's
+  administrators set up BoMs and stock, planners confirm MOs in Odoo, the operator starts the
+  work orders at the MES, an MES user renames a product it does not own, and the operator
+  handles the dead letters.
 
-At the end the demo checks what arrived where - receivers, Odoo, the log, ``/metrics`` -
-against what was published, and answers whether every check passed.
+What goes wrong on purpose: Odoo loses the answer to one ``button_mark_done`` after
+committing it, the historian asks once to get a report later (503, ``Retry-After``), the QMS
+rejects one lot, the portal is down until the operator brings it back. At the end the demo
+checks each system's own end state (``checks.py``) and answers whether every check passed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from rich import box
 from rich.console import Console, Group
-from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -40,371 +42,298 @@ from rich.text import Text
 from ..config import Settings
 from ..connectors.odoo import OdooClient, odoo_source
 from ..exceptions import ForgelineError
+from ..hub import Hub
+from ..route.subscription import HttpSink, OdooSink, PublishSink, RestSink, SubscriptionSpec
+from ..sim.mes import MesServer
 from ..sim.odoo.faults import LoseAnswers
 from ..sim.odoo.server import OdooServer
-from ..sources import WEBHOOK_TYPE
-from ..systems import OdooPoll, OdooSystem
+from ..sim.qms import QmsServer
+from ..sim.wms import WmsServer
+from ..store import DeadLetterFilter
 from ..testing import Receiver, running_hub
-from .api import DemoError, dead_letters, expect, log_head, publish
-from .checks import Checks
-from .downstream import (
-    ERP,
-    ERP_SINK,
-    HISTORIAN,
-    MES,
-    PARTNER,
-    QMS,
-    RELEASED,
-    SYSTEM,
-    SYSTEMS,
-    Downstream,
+from .api import DemoError, expect, log_head, post_signed
+from .downstream import HISTORIAN, PARTNER
+from .floor import Floor
+from .odoo import OdooPlant, odoo_units, seed_plant
+from .operations import PRODUCTS_FLOW, Operations
+from .plant import (
+    FULL,
+    LINES,
+    SMOKE,
+    mes_part_master,
+    plm_items,
+    production_plan,
 )
-from .odoo import OdooPlant, seed_plant
-from .plant import FULL, HICCUP_MO, SMOKE, Order, Publish, plant_schedule, production_plan
-from .state import DemoResult
+from .state import DemoResult, Order
+from .wiring import CONFIG_FILE, PlantAddresses, PlantSecrets, write_plant_config
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["run_demo"]
 
 ODOO_DB = "odoo-sim.db"  # the simulated Odoo's database, in the data directory
 PLAN_PREFIX = "PLAN/"  # origin of the MOs the demo plans: what the hub watches
+ERP = "plant-erp"  # the Odoo system's name in plant.yaml
 
 
-class Demo(Checks):
-    """The scenario, step by step."""
+def _free_port() -> int:
+    """A loopback port for the MES, chosen before the hub's config names it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    # -- steps -----------------------------------------------------------------------------
+
+def _target(spec: SubscriptionSpec) -> str:
+    """One flow target in a few words: ``odoo mrp.production button_mark_done``."""
+    sink = spec.sink
+    if isinstance(sink, OdooSink):
+        what = sink.odoo.method if sink.odoo.action != "upsert" else "upsert"
+        return f"odoo {sink.odoo.model} {what}"
+    if isinstance(sink, RestSink):
+        return f"{sink.rest.method} {urlsplit(sink.rest.url).path}"
+    if isinstance(sink, PublishSink):
+        return f"→ {sink.publish.type}"
+    if isinstance(sink, HttpSink):
+        return f"webhook {urlsplit(sink.url).path}"
+    return spec.name
+
+
+class Demo(Operations):
+    """The scenario, step by step (its second half: ``operations.Operations``)."""
 
     async def run(self) -> bool:
-        downstream = Downstream()
-        token = secrets.token_urlsafe(16)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         plan = f"{PLAN_PREFIX}{stamp}-{secrets.token_hex(2)}"
         # Odoo commits the first MO close, then its answer is lost on the way back: the hub
         # cannot know the MO is done, and must find out on the redelivery.
         faults = LoseAnswers(("/mrp.production/button_mark_done",))
+        settle = self.scale.settle
 
-        self.heading(1, "Start Odoo 19 (simulated), the hub and the plant's systems")
-        async with (
-            OdooServer(version=19, faults=faults, data=self.data_dir / ODOO_DB) as odoo,
-            Receiver(downstream.script) as receiver,
-        ):
-            self.receiver = receiver
-            key = odoo.simulator.create_api_key("demo", 2, "forgeline hub")
-            system = OdooSystem(
-                url=odoo.url,
-                db="demo",
-                api_key=key,
-                # The MOs the plant's planning makes, once released or done. Leaving drafts
-                # out also keeps the release safe: the connector keys a change by (id,
-                # write_date) at one-second resolution, so a draft polled in the second of its
-                # confirmation would hide the confirmation as "already handed out".
-                poll=[
-                    OdooPoll(
-                        model="mrp.production",
-                        every=0.3,
-                        overlap=2,
-                        domain=[
-                            ("origin", "=like", f"{PLAN_PREFIX}%"),
-                            ("state", "in", ["confirmed", "done"]),
-                        ],
-                    )
-                ],
-                webhook_token=token,
-            )
-            settings = Settings.load(env={}, data_dir=self.data_dir, systems={SYSTEM: system})
-            self.odoo_source = odoo_source(odoo.url, "demo")
+        self.heading(1, "Start the plant: Odoo 19, MES, WMS, QMS (simulated) and the hub")
+        async with OdooServer(version=19, faults=faults, data=self.data_dir / ODOO_DB) as odoo:
+            keys = PlantSecrets(odoo.simulator.create_api_key("demo", 2, "forgeline hub"))
             async with (
-                running_hub(settings) as (hub, url),
-                OdooClient(odoo.url, "demo", api_key=key) as erp,
-                httpx.AsyncClient(
-                    base_url=url,
-                    headers={"Authorization": f"Bearer {hub.admin_key}"},
-                    timeout=10.0,
-                ) as client,
+                OdooClient(odoo.url, "demo", api_key=keys.odoo_api_key) as erp,
+                Receiver(self.downstream.script) as receiver,
+                WmsServer(
+                    auto_complete=settle,
+                    callback_secret=keys.wms_callback_secret,
+                    data=self.data_dir / "wms.json",
+                ) as wms,
+                QmsServer(
+                    decide_after=settle,
+                    callback_secret=keys.qms_callback_secret,
+                    data=self.data_dir / "qms.json",
+                    admin=True,  # /__sim__/script: the demo fails one lot on purpose
+                ) as qms,
+                httpx.AsyncClient(timeout=10.0) as http,
             ):
-                self.log_start = await log_head(client)
-                self.say(f"hub API   {url}  ·  data {self.data_dir} (SQLite)", always=True)
-                self.say(
-                    f"Odoo {odoo.version}  {odoo.url}  db demo, JSON-2 + API key  "
-                    f"·  {ODOO_DB} in the data directory",
-                    always=True,
+                self.receiver = receiver
+                unit, kg = await odoo_units(erp)
+                mes_url = f"http://127.0.0.1:{_free_port()}"
+                self.config = write_plant_config(
+                    self.data_dir,
+                    PlantAddresses(
+                        odoo_url=odoo.url,
+                        mes_url=mes_url,
+                        wms_url=wms.url,
+                        qms_url=qms.url,
+                        partner_url=receiver.url(PARTNER),
+                        historian_url=receiver.url(HISTORIAN),
+                        plan_prefix=PLAN_PREFIX,
+                        uom_unit_id=unit,
+                        uom_kg_id=kg,
+                    ),
+                    keys,
                 )
-                for item in SYSTEMS:
-                    self.say(f"{item.name:<10}{receiver.url(item.path)}")
-                await self.linger()
-
-                self.heading(2, "Seed the plant into Odoo (idempotent: upserts by external id)")
-                hook = f"{url}/hooks/odoo/{SYSTEM}/{token}"
-                seeded = await seed_plant(erp, hook, PLAN_PREFIX)
-                self.odoo = OdooPlant(erp, faults, plan, seeded)
-                self.say(
-                    f"   {len(seeded.products)} products, {seeded.boms} BoMs, "
-                    f"{seeded.counted} components counted on hand, webhook automation "
-                    f"#{seeded.automation} → /hooks/odoo/{SYSTEM}/…",
-                    always=True,
-                )
-                await self.linger()
-
-                self.heading(3, "Subscribe the systems (POST /v1/subscriptions)")
-                await self.subscribe(client, receiver)
-                await self.linger()
-
-                self.heading(4, f"Odoo plans production: {self.scale.mos} manufacturing orders")
-                await self.plan(client)
-                await self.linger()
-
-                schedule = plant_schedule(self.orders)
-                hiccup = self.orders[HICCUP_MO].mo if len(self.orders) > HICCUP_MO else None
-                downstream.hiccup_id = next(
-                    (p.events[0]["id"] for p in schedule if p.mo == hiccup and not p.duplicate),
-                    None,
-                )
-                self.heading(5, "The MES builds them and reports (POST /v1/events)")
-                live: contextlib.AbstractContextManager[Any] = (
-                    Live(self, console=self.console, refresh_per_second=8, transient=True)
-                    if self.scale.verbose and self.console.is_terminal
-                    else contextlib.nullcontext()
-                )
-                with live:
-                    await self.publish_all(client, schedule)
-
-                    self.heading(6, "Failures: Odoo loses an answer, QMS says later, portal down")
-                    await self.until(
-                        "historian and QMS deliveries",
-                        self.delivered_all(HISTORIAN, QMS),
-                        self.scale.wait,
-                    )
-                    await self.wait_odoo_done()
-                    await self.wait_dead(client, len(self.expected(PARTNER)))
-                    self.narrate_failures(hiccup)
-                    self.say(self.dashboard())
+                settings = Settings.load(config_file=self.config, env={})
+                self.odoo_source = odoo_source(odoo.url, "demo")
+                async with (
+                    running_hub(settings) as (hub, url),
+                    httpx.AsyncClient(
+                        base_url=url,
+                        headers={"Authorization": f"Bearer {hub.admin_key}"},
+                        timeout=10.0,
+                    ) as client,
+                    MesServer(
+                        port=int(mes_url.rsplit(":", 1)[1]),
+                        site="plant1",
+                        lines=LINES,
+                        parts=mes_part_master(),
+                        post_to=f"{url}/hooks/mes/{keys.mes_hook_token}",
+                        tick=self.scale.cycle,
+                        setup_seconds=self.scale.cycle,
+                        scrap_rate=0.0,
+                        data=self.data_dir / "mes.json",
+                    ) as mes,
+                ):
+                    # The WMS and the QMS call back to the hub, signing with their secrets.
+                    wms.callback_url = f"{url}/hooks/wms"
+                    qms.callback_url = f"{url}/hooks/qms"
+                    self.floor = Floor(http, mes.url, wms.url, qms.url)
+                    self.client, self.hub_url = client, url
+                    self.mes, self.wms, self.qms = mes, wms, qms
+                    self.log_start = await log_head(client)
+                    self.introduce(settings, url, odoo.url, mes.url, wms.url, qms.url)
                     await self.linger()
 
-                    self.heading(7, "Operate: inspect the dead letters, fix the portal, replay")
-                    await self.recover(client, downstream)
+                    self.heading(2, "The PLM releases the products; a flow upserts them into Odoo")
+                    await self.release_products(client, http, hub, url, keys)
+                    seeded = await seed_plant(
+                        erp, f"{url}/hooks/odoo/{ERP}/{keys.odoo_hook_token}", PLAN_PREFIX
+                    )
+                    self.odoo = OdooPlant(erp, faults, plan, seeded)
+                    self.say(
+                        f"   Odoo's administrators add {seeded.boms} BoMs, count "
+                        f"{seeded.counted} components on hand and the MO webhook automation "
+                        f"#{seeded.automation} → /hooks/odoo/{ERP}/…",
+                        always=True,
+                    )
+                    await self.linger()
 
-                self.heading(8, "Summary")
-                await self.verify(client, receiver, hub, odoo)
-                await self.summarize(client)
+                    self.heading(
+                        3, f"Odoo plans {self.scale.mos} MOs; a flow releases each to the MES"
+                    )
+                    await self.plan()
+                    await self.linger()
+
+                    self.heading(4, "The floor builds: MES reports, Odoo, WMS and QMS follow")
+                    await self.build(mes, keys)
+                    await self.linger()
+
+                    self.heading(5, "What went wrong on the way, and what the hub did")
+                    self.narrate_failures()
+                    await self.linger()
+
+                    self.heading(6, "Governance: the MES renames a product the PLM owns")
+                    await self.rename_from_the_floor(client)
+                    await self.linger()
+
+                    self.heading(7, "Operate: the dead letters, a portal fixed, a replay")
+                    await self.recover(client)
+
+                    self.heading(8, "Summary")
+                    await self.verify(client, hub, odoo, mes)
+                    await self.summarize(client)
         return all(check.ok for check in self.checks)
 
-    async def subscribe(self, client: httpx.AsyncClient, receiver: Receiver) -> None:
-        for system in (MES, ERP, *SYSTEMS[1:]):
-            # A data directory kept from an earlier run: start that subscription afresh.
-            if (await client.get(f"/v1/subscriptions/{system.subscription}")).status_code == 200:
-                await expect(client.delete(f"/v1/subscriptions/{system.subscription}"), 204)
-            spec: dict[str, Any] = {
-                "name": system.subscription,
-                "types": list(system.types),
-                "sink": ERP_SINK if system is ERP else {"url": receiver.url(system.path)},
-                "policy": system.policy,
-            }
-            if system.source is not None:
-                spec["source"] = system.source
-            created = await expect(client.post("/v1/subscriptions", json=spec), 201)
-            policy = created["policy"]
-            retry = policy["retry"]
-            target = f"Odoo {SYSTEM}: button_mark_done" if system is ERP else (system.path)
-            self.say(
-                f"[green]✓[/] {system.subscription:<15}{', '.join(system.types):<30}"
-                f"{system.source or '*':<10}→ {target}  ordering={policy['ordering']} "
-                f"retry {retry['initial_delay']:g}s×{retry['multiplier']:g} "
-                f"≤{retry['max_attempts']}"
-            )
-        if not self.scale.verbose:
-            self.console.print(f"   {len(SYSTEMS) + 1} subscriptions created")
+    # -- steps -----------------------------------------------------------------------------
 
-    async def plan(self, client: httpx.AsyncClient) -> None:
+    def introduce(self, settings: Settings, hub: str, *peers: str) -> None:
+        flows = {s.flow for s in settings.subscriptions if s.flow}
+        self.say(
+            f"hub API   {hub}  ·  data {self.data_dir} (SQLite)  ·  config {self.config}",
+            always=True,
+        )
+        self.say(
+            f"   {len(settings.systems)} systems, {len(flows)} flows → "
+            f"{len(settings.subscriptions)} targets, ownership: "
+            + ", ".join(rule.describe() for rule in settings.ownership),
+            always=True,
+        )
+        for name, peer in zip(("Odoo 19", "MES", "WMS", "QMS"), peers, strict=True):
+            self.say(f"   {name:<10}{peer}")
+        assert self.receiver is not None
+        self.say(f"   {'Portal':<10}{self.receiver.url(PARTNER)}")
+        self.say(f"   {'Historian':<10}{self.receiver.url(HISTORIAN)}")
+        self.say(self.flows_table(settings))
+
+    def flows_table(self, settings: Settings) -> Table:
+        """The config's flows as the hub expanded them: what each listens to, where it goes."""
+        table = Table(title=f"{CONFIG_FILE} · flows", title_justify="left", box=box.SIMPLE_HEAD)
+        table.add_column("flow", no_wrap=True)
+        table.add_column("on", min_width=24)
+        table.add_column("targets", min_width=30)
+        flows: dict[str, list[SubscriptionSpec]] = {}
+        for spec in settings.subscriptions:
+            flows.setdefault(spec.flow or spec.name, []).append(spec)
+        for flow, targets in flows.items():
+            on = ", ".join(targets[0].types)
+            if targets[0].source:
+                on += f" from {targets[0].source}"
+            table.add_row(flow, on, "\n".join(_target(t) for t in targets))
+        return table
+
+    async def release_products(
+        self,
+        client: httpx.AsyncClient,
+        http: httpx.AsyncClient,
+        hub: Hub,
+        url: str,
+        keys: PlantSecrets,
+    ) -> None:
+        released_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        items = plm_items(released_at)
+        again = 0
+        for item in items:
+            answer = await post_signed(
+                http,
+                f"{url}/hooks/plm",
+                item,
+                secret=keys.plm_hook_secret,
+                header="X-PLM-Signature",
+            )
+            self.plm_ids.append(str(answer["id"]))
+            again += bool(answer["duplicate"])
+            self.say(
+                f"[blue]→[/] PLM   {item['partNo']:<16} rev {item['revision']} "
+                f"{item['uom']:<3} {item['description']}"
+                + ("  (released before: stored once)" if answer["duplicate"] else "")
+            )
+        # Delivered means upserted in Odoo and bound in the cross-reference, in one delivery.
+        subscription = await expect(client.get(f"/v1/subscriptions/{PRODUCTS_FLOW}"), 200)
+
+        async def upserted() -> bool:
+            delivered = await hub.store.list_deliveries(
+                "delivered", DeadLetterFilter(subscription["id"]), 1000
+            )
+            return set(self.plm_ids) <= {d.event_id for d in delivered}
+
+        if not await self.until("the products in Odoo", upserted, self.scale.wait):
+            raise DemoError("the PLM's products never reached Odoo")
+        self.say(
+            f"   {len(items)} items POSTed to /hooks/plm (HMAC-signed)"
+            + (f", {again} already known" if again else "")
+            + f" → flow {PRODUCTS_FLOW}: upsert product.product by part number, Odoo's id "
+            "bound to it in the cross-reference",
+            always=True,
+        )
+
+    async def plan(self) -> None:
         assert self.odoo is not None
-        started = time.time()  # the receiver stamps arrivals with time.time()
+        started = time.monotonic()
         for index, (product, quantity) in enumerate(production_plan(self.scale.mos)):
             name = await self.odoo.plan_mo(product, quantity)
-            self.planned[name] = (index, quantity)
+            self.orders.append(Order(index, name, product, quantity))
             self.say(
                 f"[blue]⚙[/] Odoo  {name}  {quantity:g} {product.uom} × {product.name}  "
                 f"confirmed (origin {self.odoo.plan})"
             )
             if self.scale.pace:
                 await asyncio.sleep(self.scale.pace)
-        arrived = await self.until(
-            "the releases at the MES",
-            lambda: set(self.planned) <= {e["subject"] for e in self.releases_at_mes()},
-            self.scale.wait,
-        )
-        if not arrived:
-            raise DemoError("the MES never learnt every released MO")
-        assert self.receiver is not None
-        arrivals = {
-            r.event["subject"]: r.at
-            for r in reversed(self.receiver.accepted)
-            if r.path == MES.path and r.event.get("subject") in self.planned
-        }
-        by_name = {e["subject"]: e for e in self.releases_at_mes()}
-        self.orders = [Order.from_release(by_name[name]) for name in self.planned]
+
+        async def released() -> bool:
+            assert self.floor is not None
+            for order in self.orders:
+                if not order.wo:
+                    found = await self.floor.work_orders(order.mo)
+                    if found:
+                        order.wo = found[0]
+            return all(order.wo for order in self.orders)
+
+        if not await self.until("a work order per MO at the MES", released, self.scale.wait):
+            raise DemoError("the MES never got a work order for every released MO")
         for order in self.orders:
+            wo = order.wo
             self.say(
-                f"[green]←[/] MES   {order.mo}  {RELEASED}: {order.quantity:g} "
-                f"{order.product.uom} {order.product.sku}  (+{arrivals[order.mo] - started:.1f}s)"
-            )
-        self.odoo_events = await self.odoo_log(client)
-        hooks = sum(1 for e in self.odoo_events if e["type"] == WEBHOOK_TYPE)
-        self.say(
-            f"   the hub's poller published each release once (source {self.odoo_source}); "
-            f"Odoo's {hooks} webhook notification(s) woke it up · the MES knew all "
-            f"{len(self.orders)} MOs after {max(arrivals.values()) - started:.1f}s",
-            always=True,
-        )
-
-    async def publish_all(self, client: httpx.AsyncClient, schedule: list[Publish]) -> None:
-        published_ok = True
-        for item in schedule:
-            answer = await publish(client, item)
-            results = answer["events"]
-            if item.duplicate:
-                if not all(r["duplicate"] for r in results):
-                    published_ok = False
-                self.duplicates.extend(item.events)
-                self.say(
-                    f"[yellow]↺[/] {item.mo:<12} {item.label:<32} "
-                    f"duplicate={results[0]['duplicate']} (stored once, not delivered again)"
-                )
-            else:
-                if any(r["duplicate"] for r in results):
-                    published_ok = False
-                for event, result in zip(item.events, results, strict=True):
-                    self.published.append(event)
-                    self.positions[event["id"]] = result["position"]
-                targets = sorted(
-                    {
-                        s.path.lstrip("/") or "odoo"
-                        for s in (*SYSTEMS, ERP)
-                        for e in item.events
-                        if s.wants(e)
-                    }
-                )
-                count = f" ×{len(item.events)}" if len(item.events) > 1 else ""
-                self.say(
-                    f"[blue]→[/] {item.mo:<12} {item.label + count:<32} {item.mode:<10} "
-                    f"→ {', '.join(targets) or '(log only)'}"
-                )
-            if self.scale.verbose:  # for the live table
-                self.dead_now = len(await dead_letters(client, PARTNER.subscription))
-                assert self.odoo is not None
-                self.odoo_done = await self.odoo.done()
-            if self.scale.pace:
-                await asyncio.sleep(self.scale.pace)
-        self.check(
-            "publishes acknowledged",
-            published_ok,
-            f"{len(schedule)} POST /v1/events, {len(self.published)} events, "
-            f"{len(self.duplicates)} resent",
-        )
-        if not self.scale.verbose:
-            self.console.print(
-                f"   {len(self.published)} events in {len(schedule)} publishes "
-                f"(+{len(self.duplicates)} duplicate)"
-            )
-
-    def narrate_failures(self, hiccup: str | None) -> None:
-        assert self.odoo is not None
-        lost = len(self.odoo.faults.lost)
-        self.say(
-            f"Odoo committed one button_mark_done and lost its answer ({lost}×) → the hub "
-            f"retried, found the MO done → {self.odoo_done}/{len(self.planned)} MOs done",
-            always=True,
-        )
-        self.say(
-            f"QMS answered 503 + Retry-After: 1 to every first attempt → retried, "
-            f"delivered {len(set(self.accepted(QMS)))}",
-            always=True,
-        )
-        if hiccup is not None:
-            self.say(
-                f"the historian refused one consumption of {hiccup} once (502) → retried; "
-                "that MO's later events waited their turn",
-                always=True,
+                f"[green]←[/] MES   {order.mo} → {wo['woNumber']}  {wo['qtyOrdered']} "
+                f"{wo['uom']} {wo['partNo']} on {wo['line']} ({wo['workCenter']}), "
+                f"lot {wo['lotNo']}"
             )
         self.say(
-            f"portal answered 500 three times per lot → {self.dead_now} dead letters",
+            f"   the poller (and Odoo's webhook) published each release once; flow "
+            f"release-to-mes mapped it (product id → part number by cross-reference) and "
+            f"POSTed it: {len(self.orders)} work orders after {time.monotonic() - started:.1f}s",
             always=True,
         )
-
-    async def wait_dead(self, client: httpx.AsyncClient, lots: int) -> None:
-        deadline = time.monotonic() + self.scale.wait
-        while time.monotonic() < deadline:
-            self.dead = await dead_letters(client, PARTNER.subscription)
-            self.dead_now = len(self.dead)
-            if self.dead_now >= lots:
-                return
-            await asyncio.sleep(0.2)
-        self.say(
-            f"[red]only {self.dead_now} of {lots} lot releases became dead letters", always=True
-        )
-
-    async def recover(self, client: httpx.AsyncClient, downstream: Downstream) -> None:
-        listing = Table(
-            title=f"GET /v1/deadletters?subscription={PARTNER.subscription}", title_justify="left"
-        )
-        for column in ("id", "event type", "subject", "attempts", "last status", "reason"):
-            listing.add_column(column)
-        for item in self.dead:
-            listing.add_row(
-                str(item["id"]),
-                item["event_type"],
-                str(item["partitionkey"] or ""),
-                str(item["attempts"]),
-                str(item["last_status"]),
-                str(item["reason"] or ""),
-            )
-        self.say(listing)
-        if not self.dead:
-            self.check("dead letters shown", False, "the portal's lots never became dead letters")
-            return
-        first = await expect(client.get(f"/v1/deadletters/{self.dead[0]['id']}"), 200)
-        history = "\n".join(
-            f"  attempt {a['attempt']}: {a['outcome']:<6} HTTP {a['status']}  "
-            f"{a['duration_ms']:.0f} ms  {(a['response'] or '')[:50]}"
-            for a in first["history"]
-        )
-        event = first.get("event") or {}
-        data = event.get("data") or {}
-        self.say(
-            Panel(
-                Text(
-                    f"{first['event_type']}  lot {data.get('lot')} · MO {data.get('mo')} · "
-                    f"{data.get('quantity')} {data.get('uom')} for {data.get('customer')}\n"
-                    f"state {first['state']}, {first['attempts']} attempts:\n{history}"
-                ),
-                title=f"GET /v1/deadletters/{first['id']}",
-                expand=False,
-            )
-        )
-        attempts_ok = all(d["attempts"] == 3 for d in self.dead) and len(first["history"]) == 3
-        self.check(
-            "dead after 3 attempts",
-            attempts_ok,
-            f"{len(self.dead)} dead letters, attempts {sorted({d['attempts'] for d in self.dead})}",
-        )
-        await self.linger()
-
-        downstream.partner_up = True
-        self.say("[green]portal is back[/] (answers 204 now)", always=True)
-        answer = await expect(
-            client.post("/v1/deadletters/replay", json={"subscription": PARTNER.subscription}),
-            202,
-        )
-        self.replayed = int(answer["replayed"])
-        self.say(
-            f'POST /v1/deadletters/replay {{"subscription": "{PARTNER.subscription}"}} '
-            f"→ replayed {self.replayed}",
-            always=True,
-        )
-        await self.until(
-            "replayed lots at the portal", self.delivered_all(PARTNER), self.scale.wait
-        )
-        self.dead = await dead_letters(client, None)
-        self.dead_now = len(await dead_letters(client, PARTNER.subscription))
-        await self.linger()
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -416,8 +345,8 @@ async def run_demo(
     """Run the scenario; the result is true iff every check passed. ``smoke`` runs it small,
     fast and quiet.
 
-    Without ``data_dir`` the hub and the simulated Odoo live in a fresh temporary directory
-    removed at the end; a kept one may be used again (the plant is upserted into Odoo).
+    Without ``data_dir`` the hub and the simulated plant live in a fresh temporary directory
+    removed at the end; a kept one may be used again (the plant's state carries over).
     """
     scale = SMOKE if smoke else FULL
     console = console or Console()
@@ -431,10 +360,12 @@ async def run_demo(
                 Group(
                     Text("Forgeline demo", style="bold"),
                     Text(
-                        "Odoo (simulated, over HTTP) plans manufacturing orders; the hub tells "
-                        "the MES, the MES reports back, the hub closes the MOs in Odoo.\n"
-                        "A lost Odoo answer, a historian hiccup, a QMS asking to retry later, "
-                        "a portal that is down: watch retries, dead letters and replay."
+                        "A plant whose systems talk only to the hub: the PLM releases "
+                        "products, Odoo plans MOs, the MES builds them, the WMS stores and the "
+                        "QMS inspects the lots, a portal hears of released lots.\n"
+                        "The hub's flows (plant.yaml) do all the carrying. A lost Odoo answer, "
+                        "a historian asking to wait, a rejected lot, a portal that is down, a "
+                        "product changed by the wrong system: watch what the hub does."
                     ),
                 )
             )
@@ -453,4 +384,11 @@ async def run_demo(
     finally:
         if temporary:
             shutil.rmtree(directory, ignore_errors=True)
-    return DemoResult(ok, demo.checks, demo.published, demo.odoo_source, demo.rows)
+    return DemoResult(
+        ok,
+        demo.checks,
+        demo.odoo_source,
+        demo.rows,
+        [order.wo for order in demo.orders],
+        None if temporary else demo.config,
+    )

@@ -1,11 +1,12 @@
-"""What a ``forgeline demo`` run knows as it goes: what was planned and published, what
-arrived where, and how it is shown (step headings, the live deliveries table)."""
+"""What a ``forgeline demo`` run knows as it goes - what was planned, released and built, where
+the plant's systems are - and how it is shown (step headings, the plant's progress table)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,17 @@ import httpx
 from rich.console import Console, RenderableType
 from rich.table import Table
 
+from ..sim.mes import MesServer
+from ..sim.qms import QmsServer
+from ..sim.wms import WmsServer
 from ..testing import Receiver
 from .api import read_log
-from .downstream import ERP, MES, PARTNER, SYSTEMS, System
+from .downstream import HISTORIAN, PARTNER, Downstream
+from .floor import Floor
 from .odoo import OdooPlant
-from .plant import Order, Scale
+from .plant import Product, Scale
 
-__all__ = ["Check", "DemoResult", "DemoState"]
+__all__ = ["Check", "DemoResult", "DemoState", "Order"]
 
 
 @dataclass
@@ -36,12 +41,39 @@ class DemoResult:
 
     ok: bool
     checks: list[Check]
-    published: list[dict[str, Any]]  # the MES's events, each once, in order
     odoo_source: str  # the source of the events the hub made of Odoo's changes
     orders: list[dict[str, Any]]  # this run's MOs as Odoo has them at the end
+    work_orders: list[dict[str, Any]]  # the MES's work orders for them, at the end
+    config: Path | None  # the hub's config the run wrote (in the data directory)
 
     def __bool__(self) -> bool:
         return self.ok
+
+
+@dataclass
+class Order:
+    """One MO of this run, as the plant's systems came to know it."""
+
+    index: int  # in the production plan
+    mo: str  # Odoo's name: WH/MO/00003
+    product: Product
+    quantity: float
+    wo: dict[str, Any] = field(default_factory=dict)  # the MES's work order, once released
+
+    @property
+    def lot(self) -> str:
+        return str(self.wo.get("lotNo", ""))
+
+
+@dataclass
+class Progress:
+    """Where the plant is, read from each system (for the table)."""
+
+    odoo_done: int = 0
+    mes_complete: int = 0
+    wms_stored: int = 0
+    qms_decided: int = 0
+    dead_at_portal: int = 0
 
 
 @dataclass
@@ -54,22 +86,28 @@ class DemoState:
     data_dir: Path
     step: str = "starting"
     checks: list[Check] = field(default_factory=list)
-    published: list[dict[str, Any]] = field(default_factory=list)  # unique, in order
-    positions: dict[str, int] = field(default_factory=dict)  # event id -> log position
-    duplicates: list[dict[str, Any]] = field(default_factory=list)
-    dead: list[dict[str, Any]] = field(default_factory=list)
-    replayed: int = 0
-    dead_now: int = 0
     started: float = field(default_factory=time.monotonic)
+    downstream: Downstream = field(default_factory=Downstream)
     receiver: Receiver | None = None
+    floor: Floor | None = None
+    client: httpx.AsyncClient | None = None  # the hub's API, as the admin
+    hub_url: str = ""
+    mes: MesServer | None = None
+    wms: WmsServer | None = None
+    qms: QmsServer | None = None
     odoo: OdooPlant | None = None
     odoo_source: str = ""
-    planned: dict[str, tuple[int, float]] = field(default_factory=dict)  # MO -> (index, qty)
-    orders: list[Order] = field(default_factory=list)  # as the MES learnt them
-    odoo_events: list[dict[str, Any]] = field(default_factory=list)  # this run's, from the log
-    odoo_done: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)  # Odoo's MOs at the end
+    config: Path | None = None
     log_start: int = 0  # the log's last position before this run
+    orders: list[Order] = field(default_factory=list)
+    plm_ids: list[str] = field(default_factory=list)  # the PLM's product events
+    resent: dict[str, Any] = field(default_factory=dict)  # the hub's answer to a resend
+    refused_change: dict[str, Any] = field(default_factory=dict)  # the MES's product change
+    dead: list[dict[str, Any]] = field(default_factory=list)  # at the portal, before recovery
+    replayed: int = 0
+    discarded: list[str] = field(default_factory=list)  # dead letters the operator discarded
+    rows: list[dict[str, Any]] = field(default_factory=list)  # Odoo's MOs at the end
+    progress: Progress = field(default_factory=Progress)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -94,32 +132,26 @@ class DemoState:
     def dashboard(self) -> Table:
         elapsed = time.monotonic() - self.started
         table = Table(
-            title=f"Deliveries · {len(self.published)} MES events published, "
-            f"{len(self.duplicates)} duplicate · {elapsed:4.1f}s",
+            title=f"The plant · {len(self.orders)} MOs · {elapsed:4.1f}s",
             title_justify="left",
             expand=False,
         )
-        for column in ("system", "path", "expected", "delivered", "attempts", "failed", "dead"):
-            table.add_column(column, justify="left" if column in ("system", "path") else "right")
-        for system in SYSTEMS:
-            expected, delivered, attempts = self.progress(system)
-            failed = attempts - len(self.accepted(system))
-            dead = str(self.dead_now) if system is PARTNER else "-"
-            colour = "green" if expected and delivered == expected else "yellow"
-            table.add_row(
-                system.name,
-                system.path,
-                str(expected),
-                f"[{colour}]{delivered}[/]",
-                str(attempts),
-                f"[red]{failed}[/]" if failed else "0",
-                dead,
-            )
-        completions = len(self.expected(ERP))
-        colour = "green" if completions and self.odoo_done == completions else "yellow"
-        table.add_row(
-            ERP.name, "MOs done", str(completions), f"[{colour}]{self.odoo_done}[/]", "", "", ""
+        for column in ("system", "what", "done", "of"):
+            table.add_column(column, justify="left" if column in ("system", "what") else "right")
+        total = len(self.orders)
+        assert self.receiver is not None
+        historian = len(set(self.receiver.ids(HISTORIAN)))
+        rows = (
+            ("Odoo", "MOs done", self.progress.odoo_done, total),
+            ("MES", "work orders complete", self.progress.mes_complete, total),
+            ("WMS", "lots put away", self.progress.wms_stored, total),
+            ("QMS", "lots decided", self.progress.qms_decided, total),
+            ("Historian", "reports stored in MO order", historian, None),
+            ("Portal", "lot releases dead (portal down)", self.progress.dead_at_portal, None),
         )
+        for system, what, done, of in rows:
+            colour = "green" if of is None or done == of else "yellow"
+            table.add_row(system, what, f"[{colour}]{done}[/]", "" if of is None else str(of))
         return table
 
     def __rich__(self) -> RenderableType:
@@ -127,59 +159,32 @@ class DemoState:
 
     # -- bookkeeping -----------------------------------------------------------------------
 
-    def expected(self, system: System) -> list[dict[str, Any]]:
-        events = self.odoo_events if system is MES else self.published
-        return [event for event in events if system.wants(event)]
-
-    def accepted(self, system: System) -> list[str]:
-        assert self.receiver is not None
-        return self.receiver.ids(system.path)
-
-    def progress(self, system: System) -> tuple[int, int, int]:
-        assert self.receiver is not None
-        attempts = sum(1 for r in self.receiver.received if r.path == system.path)
-        return len(self.expected(system)), len(set(self.accepted(system))), attempts
-
-    def releases_at_mes(self) -> list[dict[str, Any]]:
-        """The releases of this run's MOs the MES accepted, in arrival order."""
-        assert self.receiver is not None
-        return [
-            r.event
-            for r in self.receiver.accepted
-            if r.path == MES.path and r.event.get("subject") in self.planned
-        ]
-
-    async def until(self, what: str, done: Callable[[], bool], timeout: float) -> bool:
+    async def until(
+        self, what: str, done: Callable[[], bool | Awaitable[bool]], timeout: float
+    ) -> bool:
+        """Poll ``done`` until it holds; False (and a red line) after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            if done():
+            answer = done()
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer:
                 return True
             if time.monotonic() > deadline:
                 self.say(f"[red]gave up waiting for {what} after {timeout:g}s", always=True)
                 return False
-            await asyncio.sleep(0.05)
-
-    def delivered_all(self, *systems: System) -> Callable[[], bool]:
-        def done() -> bool:
-            return all(
-                set(self.accepted(s)) >= {e["id"] for e in self.expected(s)} for s in systems
-            )
-
-        return done
-
-    async def wait_odoo_done(self) -> None:
-        assert self.odoo is not None
-        deadline = time.monotonic() + self.scale.wait
-        while time.monotonic() < deadline:
-            self.odoo_done = await self.odoo.done()
-            if self.odoo_done >= len(self.planned):
-                return
             await asyncio.sleep(0.1)
-        self.say(
-            f"[red]only {self.odoo_done} of {len(self.planned)} MOs are done in Odoo", always=True
-        )
 
-    async def odoo_log(self, client: httpx.AsyncClient) -> list[dict[str, Any]]:
-        """This run's events from Odoo's source: the poller's and the webhooks'."""
-        records = await read_log(client, self.log_start, source=self.odoo_source)
-        return [r["event"] for r in records]
+    async def run_log(self, client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        """This run's events, oldest first (each with its ``position``)."""
+        return [
+            {**record["event"], "position": record["position"]}
+            for record in await read_log(client, self.log_start)
+        ]
+
+    def by_lot(self) -> dict[str, Order]:
+        return {order.lot: order for order in self.orders if order.lot}
+
+    def partner_got(self) -> set[str]:
+        assert self.receiver is not None
+        return set(self.receiver.ids(PARTNER))

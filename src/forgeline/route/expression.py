@@ -244,7 +244,9 @@ class _Compiler:
         if isinstance(node, ast.Tuple):
             return _const(tuple(self.literal(e) for e in node.elts))
         if isinstance(node, ast.List):
-            return ast.List([ast.Constant(self.literal(e)) for e in node.elts], ast.Load())
+            # A list may be built from the event (a mapping's ``[data.lotNo]``); a tuple stays
+            # a constant, for membership tests.
+            return ast.List([self.gen(e) for e in node.elts], ast.Load())
         what = _DESCRIPTIONS.get(type(node), type(node).__name__)
         raise self.error(f"{what} is not allowed", node)
 
@@ -319,7 +321,11 @@ class _Compiler:
             return ast.Compare(operand, [op], [ast.Constant(None)])
         if isinstance(op, ast.Eq | ast.NotEq):
             return ast.Compare(self.gen(left), [op], [self.gen(right)])
-        if isinstance(op, ast.In | ast.NotIn) and isinstance(right, ast.List):
+        if (
+            isinstance(op, ast.In | ast.NotIn)
+            and isinstance(right, ast.List)
+            and all(isinstance(e, ast.Constant | ast.UnaryOp) for e in right.elts)
+        ):
             right = ast.Tuple(right.elts, ast.Load())  # same answer, but a constant: built once
         return _call(_COMPARISONS[type(op)], self.gen(left), self.gen(right))
 

@@ -22,7 +22,10 @@ REST (errors ``{timestamp, status, error, code, message, path, field?}``)::
 
     POST /api/workorders                {erpOrder, partNo, qty, uom?, line?, bom?: [{partNo,
                                          qtyPer, uom?}]}  201; the same erpOrder again: 200
-                                         with the existing work order, 409 if it differs
+                                         with the existing work order, 409 if it differs.
+                                         ``qty`` is a whole number (``12.0`` is 12); a
+                                         release without ``line``/``bom`` takes them from the
+                                         MES's part master (``parts``), if it has the part
     GET  /api/workorders[?status=&erpOrder=]    GET /api/workorders/{woNumber}
     POST /api/workorders/{woNumber}/start {batchSize?, scrapRate?, cycleMs?}   202
     POST /api/workorders/{woNumber}/pause | /resume | /scrap {reasonCode?}
@@ -110,7 +113,9 @@ class MesServer(PlantServer):
     """The MES on ``host:port``, reporting to ``broker`` (``mqtt://[user:pass@]host:port``)
     or, without one, to ``post_to`` (an HTTP URL); with neither, messages are only recorded
     in ``sent``. ``tick``: seconds per production cycle; ``setup_seconds``: time in SETUP.
-    Other arguments as ``PlantServer``."""
+    ``parts``: the MES's own part master, ``{partNo: {"line": "L2", "bom": [{partNo, qtyPer,
+    uom?}]}}`` (both keys optional): what a release that names no line or BOM runs with, as
+    a real MES keeps routings and recipes of its own. Other arguments as ``PlantServer``."""
 
     system = "MES"
 
@@ -128,11 +133,13 @@ class MesServer(PlantServer):
         scrap_rate: float = 0.02,
         year: int | None = None,
         publish_faults: PublishFaults | None = None,
+        parts: dict[str, dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.site = site
         self.lines = dict(lines or DEFAULT_LINES)
+        self.parts = _part_master(parts or {}, self.lines)
         self.broker, self.post_to = broker, post_to
         self.topic_prefix = topic_prefix
         self.client_id = client_id or f"forgeline-sim-mes-{site}"
@@ -172,13 +179,14 @@ class MesServer(PlantServer):
         """Create the work order ``spec`` asks for; ``(wo, False)`` if it already exists."""
         erp_order = _text(spec, "erpOrder")
         part_no = _text(spec, "partNo")
-        qty = spec.get("qty")
-        if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= 1_000_000:
+        qty = _whole(spec.get("qty"))
+        if qty is None or not 0 < qty <= 1_000_000:
             raise Rejected(422, "INVALID_QTY", "qty must be a whole number 1..1000000", field="qty")
         uom = spec.get("uom", "EA")
         if uom not in UNITS:
             raise Rejected(422, "INVALID_UOM", f"uom must be one of {sorted(UNITS)}", field="uom")
-        line = spec.get("line", next(iter(self.lines)))
+        master = self.parts.get(part_no, {})
+        line = spec.get("line", master.get("line", next(iter(self.lines))))
         if line not in self.lines:
             raise Rejected(
                 422,
@@ -186,7 +194,7 @@ class MesServer(PlantServer):
                 f"line {line!r} is not one of {sorted(self.lines)}",
                 field="line",
             )
-        bom = _bom(spec.get("bom", []), uom)
+        bom = _bom(spec.get("bom", master.get("bom", [])), uom)
         for wo in self.work_orders.values():
             if wo.erp_order == erp_order and wo.status != "SCRAPPED":
                 if (wo.part_no, wo.qty_ordered, wo.line) != (part_no, qty, line):
@@ -524,6 +532,38 @@ def _text(spec: dict[str, Any], name: str) -> str:
             field=name,
         )
     return value.strip()
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number as an int (``12`` or ``12.0``: an ERP sends quantities as floats), else
+    None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _part_master(parts: dict[str, dict[str, Any]], lines: dict[str, str]) -> dict[str, Any]:
+    """The part master checked at start: a bad entry fails the MES, not a later release."""
+    checked: dict[str, dict[str, Any]] = {}
+    for part, entry in parts.items():
+        unknown = set(entry) - {"line", "bom"}
+        if unknown:
+            raise ValueError(f"parts[{part!r}]: unknown keys {sorted(unknown)} (line, bom)")
+        if "line" in entry and entry["line"] not in lines:
+            raise ValueError(
+                f"parts[{part!r}].line {entry['line']!r} is not one of {sorted(lines)}"
+            )
+        if "bom" in entry:
+            try:
+                _bom(entry["bom"], "EA")
+            except Rejected as exc:
+                raise ValueError(f"parts[{part!r}]: {exc.message}") from None
+        checked[part] = dict(entry)
+    return checked
 
 
 def _bom(spec: Any, uom: str) -> list[dict[str, Any]]:
