@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from . import cli_plant
+from . import cli_plant, cli_security
 from ._cli import DataDir, err, fail, out
 from .cli_serve import serve
 from .envelope import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, Event
@@ -52,6 +52,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(subs_app, name="subs")
 app.add_typer(dlq_app, name="dlq")
 cli_plant.register(app)
+cli_security.register(app)
 app.command()(serve)
 
 
@@ -75,21 +76,6 @@ def demo(
         fail("the demo is not part of this installation", 2)
     ok = bool(asyncio.run(run_demo(smoke=smoke)))
     raise typer.Exit(0 if ok else 1)
-
-
-@app.command()
-def token(
-    admin: Annotated[bool, typer.Option("--admin", help="The admin key of the data dir.")] = False,
-    data_dir: DataDir = None,
-) -> None:
-    """Print an API key (today: the admin key, with --admin)."""
-    if not admin:
-        fail("only --admin is supported: forgeline token --admin", 2)
-    directory = data_dir or Path(".forgeline")
-    key = read_admin_key(directory)
-    if not key:
-        fail(f"no admin key in {directory}; start the hub once: forgeline serve", 2)
-    typer.echo(key)
 
 
 # -- the HTTP client ---------------------------------------------------------------------------

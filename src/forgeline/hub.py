@@ -35,6 +35,8 @@ from .ownership.registry import OwnershipRegistry
 from .ownership.xref import open_cross_references
 from .route.router import Router, SubscriptionTable, routed_to
 from .route.subscription import Matcher, SubscriptionSpec
+from .security.access import Caller
+from .security.authority import Authority
 from .security.ratelimit import open_limiter
 from .security.store import SecurityStore, open_security_store
 from .sources import OdooSources
@@ -122,6 +124,7 @@ class Hub(AsyncResource):
             # Other processes create subscriptions: re-read them before routing each batch.
             shared=not settings.embedded,
         )
+        self.authority: Authority | None = None  # API keys and access tokens; made at start
         self.admin_key = ""
         self._lock: IO[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,6 +156,9 @@ class Hub(AsyncResource):
         await self.store.open()
         await self.sender.open()
         await self.security.open()
+        # After the data-dir lock: it may create the dev master key file there.
+        self.authority = Authority.from_settings(self.settings, self.security)
+        await self.authority.start()
         if self.settings.role != "api":
             await self.xref.open()
         if self.settings.embedded:
@@ -235,6 +241,10 @@ class Hub(AsyncResource):
                     await asyncio.sleep(1.0)
 
         return asyncio.create_task(guarded(), name=name)
+
+    async def identify(self, credential: str) -> Caller | None:
+        """The caller a credential (an API key or an access token) stands for, if any."""
+        return None if self.authority is None else await self.authority.identify(credential)
 
     # -- events ----------------------------------------------------------------------------
 

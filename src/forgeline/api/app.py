@@ -25,6 +25,7 @@ from .events import json_response
 from .events import router as events_router
 from .hooks import hooks
 from .hygiene import RateLimitGuard, install_hygiene
+from .identity import install_identity
 from .problems import BodyLimit, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             [RateRule(Limit(1.0, 10, name="token"), route="POST /oauth/token", by="client")],
         ),
     )
+    install_identity(app)  # /oauth/token, JWKS, /v1/principals, /v1/audit
     # Every route under /v1 names the scope it needs; authenticating at the router too means
     # a route added without one still never answers an anonymous caller.
     guarded = [Depends(authenticate)]
