@@ -10,6 +10,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks.webhooks import Webhook
 
 from forgeline import Event, Hub, Settings
 from forgeline.connectors.webhook import Inbound, WebhookIntake, WebhookSystem, build_event
@@ -25,12 +27,15 @@ from forgeline.log import Appended
 from forgeline.sim.mes import MesServer
 from forgeline.sim.wms import WmsServer
 from forgeline.testing import running_hub
+from forgeline.webhooks.signing import new_keypair, new_symmetric_secret, signature_headers
 
 WMS_SECRET = "wms-s3cret"
 WMS_NEXT_SECRET = "wms-next-s3cret"
 PARTNER_SECRET = "partner-s3cret"
 MES_TOKEN = "mes-token-0123456789"
 MAX_BODY = 4096
+STD_SECRET = new_symmetric_secret()
+STD_PRIVATE, STD_PUBLIC = new_keypair()
 
 CONFIG = """
 hub:
@@ -72,6 +77,17 @@ systems:
     kind: webhook
     type: broken.thing.v1
     verify: {{token: env:FORGELINE_TEST_UNSET_TOKEN}}
+  carrier:
+    kind: webhook
+    type: carrier.shipment.v1
+    subject: shipment
+    verify:
+      standard: {{secret: [env:STD_SECRET, "{std_public}"], tolerance: 300}}
+  misconfigured:
+    kind: webhook
+    type: broken.thing.v1
+    verify:
+      standard: {{secret: env:STD_NOT_A_KEY}}
   erp:
     url: http://127.0.0.1:9
     db: demo
@@ -123,10 +139,14 @@ async def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     monkeypatch.setenv("PARTNER_SECRET", PARTNER_SECRET)
     monkeypatch.setenv("FENCED_TOKEN", "fenced-token")
     monkeypatch.delenv("FORGELINE_TEST_UNSET_TOKEN", raising=False)
+    monkeypatch.setenv("STD_SECRET", STD_SECRET)
+    monkeypatch.setenv("STD_NOT_A_KEY", "s3cret-without-its-prefix")
     token_file = tmp_path / "mes-token"
     token_file.write_text(MES_TOKEN + "\n")
     config = tmp_path / "forgeline.yaml"
-    config.write_text(CONFIG.format(max_body=MAX_BODY, token_file=token_file))
+    config.write_text(
+        CONFIG.format(max_body=MAX_BODY, token_file=token_file, std_public=STD_PUBLIC)
+    )
     settings = Settings.load(config_file=config, env={}, data_dir=tmp_path / "hub")
     async with (
         running_hub(settings) as (hub, url),
@@ -342,6 +362,113 @@ async def test_the_odoo_route_keeps_its_path_and_its_answer(hooks: Hooks) -> Non
     assert (await hooks.http.post("/hooks/odoo/erp/wrong", json=payload)).status_code == 404
 
 
+# --- Standard Webhooks ------------------------------------------------------------------------
+
+SHIPMENT = {"shipment": "SH-1001", "status": "delivered", "dock": 4}
+
+
+def official(msg_id: str, raw: bytes, *, sent: datetime | None = None) -> dict[str, str]:
+    """Headers as the official ``standardwebhooks`` package signs them."""
+    at = sent or datetime.now(tz=UTC)
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(STD_SECRET).sign(msg_id, at, raw.decode()),
+    }
+
+
+async def test_a_message_signed_by_the_official_package_becomes_one_event(
+    hooks: Hooks,
+) -> None:
+    raw = orjson.dumps(SHIPMENT)
+    first = await hooks.http.post("/hooks/carrier", content=raw, headers=official("msg_2Kx1", raw))
+    assert first.status_code == 202, first.text
+    assert first.json()["id"] == "msg_2Kx1" and first.json()["duplicate"] is False
+    (event,) = await hooks.events()
+    assert (event.id, event.source, event.type, event.subject) == (
+        "msg_2Kx1",
+        "webhook://carrier",
+        "carrier.shipment.v1",
+        "SH-1001",
+    )
+    assert event.data == SHIPMENT
+    assert await hooks.metric("carrier", "accepted") == 1
+
+
+async def test_a_replayed_webhook_id_is_one_event(hooks: Hooks) -> None:
+    raw = orjson.dumps(SHIPMENT)
+    first = await hooks.http.post("/hooks/carrier", content=raw, headers=official("msg_r", raw))
+    # The sender's retry: the same id, a new timestamp and signature, even another body.
+    later = datetime.now(tz=UTC) + timedelta(seconds=30)
+    changed = orjson.dumps({**SHIPMENT, "status": "delivered-again"})
+    again = await hooks.http.post(
+        "/hooks/carrier", content=changed, headers=official("msg_r", changed, sent=later)
+    )
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == {**first.json(), "duplicate": True}
+    (event,) = await hooks.events()
+    assert event.data == SHIPMENT
+
+
+async def test_a_v1a_signed_message_is_verified_with_the_public_key(hooks: Hooks) -> None:
+    raw = orjson.dumps(SHIPMENT)
+    headers = {
+        "content-type": "application/json",
+        **signature_headers("msg_v1a", raw, [STD_PRIVATE]),
+    }
+    answer = await hooks.http.post("/hooks/carrier", content=raw, headers=headers)
+    assert answer.status_code == 202, answer.text
+    assert [e.id for e in await hooks.events()] == ["msg_v1a"]
+
+
+async def test_stale_tampered_or_unsigned_standard_messages_get_the_same_404(
+    hooks: Hooks,
+) -> None:
+    raw = orjson.dumps(SHIPMENT)
+    now = datetime.now(tz=UTC)
+    stale = official("msg_old", raw, sent=now - timedelta(seconds=301))
+    ahead = official("msg_new", raw, sent=now + timedelta(seconds=301))
+    fresh = official("msg_ok", raw)
+    other_private, _ = new_keypair()
+    refused = [
+        await hooks.http.post("/hooks/carrier", content=raw, headers=stale),
+        await hooks.http.post("/hooks/carrier", content=raw, headers=ahead),
+        await hooks.http.post("/hooks/carrier", content=raw + b" ", headers=fresh),
+        await hooks.http.post(
+            "/hooks/carrier", content=raw, headers={**fresh, "webhook-id": "msg_other"}
+        ),
+        await hooks.http.post(
+            "/hooks/carrier",
+            content=raw,
+            headers={
+                "content-type": "application/json",
+                **signature_headers("msg_x", raw, [new_symmetric_secret(), other_private]),
+            },
+        ),
+        await hooks.http.post(
+            "/hooks/carrier", content=raw, headers={"content-type": "application/json"}
+        ),
+        await hooks.http.post("/hooks/carrier/some-token", content=raw, headers=fresh),
+    ]
+    assert {r.status_code for r in refused} == {404}
+    assert {r.content for r in refused} == {refused[0].content}
+    assert await hooks.events() == []
+    assert await hooks.metric("carrier", "rejected", "timestamp") == 2
+    assert await hooks.metric("carrier", "rejected", "signature") == 4
+    assert await hooks.metric("carrier", "rejected", "token") == 1
+
+
+async def test_a_value_that_is_not_a_key_is_the_hubs_fault(hooks: Hooks) -> None:
+    raw = orjson.dumps(SHIPMENT)
+    answer = await hooks.http.post(
+        "/hooks/misconfigured", content=raw, headers=official("msg_1", raw)
+    )
+    assert answer.status_code == 503
+    assert "s3cret" not in answer.text
+    assert await hooks.metric("misconfigured", "failed", "secret_unavailable") == 1
+
+
 # --- the simulated plant over HTTP ---------------------------------------------------------
 
 
@@ -476,6 +603,36 @@ _BASE = "systems:\n  mes:\n    kind: webhook\n    type: mes.message.v1\n"
         ("    verify: {hmac: {header: X-Sig}}\n", r"systems\.mes\.verify\.hmac\.secret", ""),
         ("    verify: {token: ''}\n", r"systems\.mes\.verify\.token", "never empty"),
         ("    verify: {token: env:T}\n    url: x\n", r"systems\.mes\.url", "Extra inputs"),
+        (
+            "    id: msgId\n    verify: {standard: {secret: env:S}}\n",
+            r"systems\.mes\.verify",
+            "the event id is the signed webhook-id header: drop id",
+        ),
+        (
+            "    verify: {standard: {secret: env:S}, hmac: {secret: env:S, header: X-Sig}}\n",
+            r"systems\.mes\.verify",
+            "found standard and hmac",
+        ),
+        (
+            "    verify: {standard: {secret: env:S, tolerance: 0}}\n",
+            r"systems\.mes\.verify\.standard\.tolerance",
+            "greater than 0",
+        ),
+        (
+            "    verify: {standard: {secret: env:S, tolerance: 86400}}\n",
+            r"systems\.mes\.verify\.standard\.tolerance",
+            "3600",
+        ),
+        (
+            "    verify: {standard: {secret: plain-s3cret}}\n",
+            r"systems\.mes\.verify\.standard\.secret",
+            "starts with whsec_",
+        ),
+        (
+            f"    verify: {{standard: {{secret: '{STD_PRIVATE}'}}}}\n",
+            r"systems\.mes\.verify\.standard\.secret",
+            "whpk_ public key, not the whsk_ private key",
+        ),
     ],
 )
 def test_bad_webhook_systems_are_refused_on_load_with_the_path(
@@ -486,6 +643,7 @@ def test_bad_webhook_systems_are_refused_on_load_with_the_path(
     with pytest.raises(ConfigError, match=where) as caught:
         Settings.load(config_file=config, env={})
     assert words in str(caught.value)
+    assert "s3cret" not in str(caught.value) and STD_PRIVATE[5:] not in str(caught.value)
 
 
 def test_an_unversioned_type_is_refused(tmp_path: Path) -> None:

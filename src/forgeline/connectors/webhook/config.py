@@ -7,9 +7,11 @@ with host bits set, an unauthenticated hook open to every address) is refused he
 path, before the hub starts. Secrets stay references (``env:NAME``, ``file:/path``) until a
 request is verified, so ``forgeline check`` never needs them.
 
-``verify`` holds exactly one scheme, each under its own key, so a new scheme (Standard
-Webhooks, issue 5: ``verify: {standard: {secret: …}}``) is one more optional key and one more
-verifier in ``intake``, and no config already written changes shape.
+``verify`` holds exactly one scheme, each under its own key: ``standard`` (Standard Webhooks,
+the signature covering the message id and a timestamp), ``hmac`` (a signature of the body in
+a header of the sender's choosing), ``token`` (a secret in the URL) or ``none``. A new scheme
+is one more optional key and one more verifier in ``intake``; no config already written
+changes shape.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from pydantic import (
 
 from ...envelope import SPECVERSION, Event
 from ...exceptions import InvalidEvent
+from ...webhooks.signing import DEFAULT_TOLERANCE, InvalidWebhookKey, check_verification_key
 
-__all__ = ["HmacScheme", "WebhookSystem", "WebhookVerify"]
+__all__ = ["HmacScheme", "StandardScheme", "WebhookSystem", "WebhookVerify"]
 
 Network: TypeAlias = IPv4Network | IPv6Network
 
@@ -106,10 +109,49 @@ class HmacScheme(_Strict):
     encoding: Literal["hex", "base64"] = "hex"
 
 
-class WebhookVerify(_Strict):
-    """How a request proves it comes from the system: exactly one of ``hmac``, ``token`` (the
-    secret is the last segment of ``POST /hooks/<name>/<token>``) or ``none: true``."""
+class StandardScheme(_Strict):
+    """Standard Webhooks (https://www.standardwebhooks.com): the sender signs
+    ``{webhook-id}.{webhook-timestamp}.{body}`` and sends ``webhook-signature: v1,… v1a,…``.
 
+    ``secret`` lists what verifies: ``whsec_`` secrets (``v1``, HMAC-SHA256) and ``whpk_``
+    public keys (``v1a``, Ed25519), as values or ``env:``/``file:`` references, several while
+    the sender rotates; a message passes when any of its signatures matches any of them.
+    The signed ``webhook-id`` is the event id (a resend is one event) and a
+    ``webhook-timestamp`` more than ``tolerance`` seconds from now is refused, so a captured
+    request cannot be replayed later under the same or a new id::
+
+        verify:
+          standard: {secret: [env:PARTNER_WHSEC, "whpk_…"], tolerance: 300}
+    """
+
+    secret: SecretReferences = Field(
+        description="whsec_ secrets and whpk_ public keys (or env:/file: references to them)"
+    )
+    # Beyond an hour, a captured request stays replayable for long; clocks that far apart
+    # need fixing, not a wider window.
+    tolerance: float = Field(
+        default=DEFAULT_TOLERANCE, gt=0, le=3600, description="seconds either side of now"
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _keys(cls, references: tuple[str, ...]) -> tuple[str, ...]:
+        for reference in references:
+            if reference.startswith(("env:", "file:")):
+                continue  # read, and checked, when a request comes
+            try:
+                check_verification_key(reference)
+            except InvalidWebhookKey as exc:
+                raise ValueError(exc.detail) from None  # never the value: it is a secret
+        return references
+
+
+class WebhookVerify(_Strict):
+    """How a request proves it comes from the system: exactly one of ``standard`` (Standard
+    Webhooks signatures: prefer it), ``hmac``, ``token`` (the secret is the last segment of
+    ``POST /hooks/<name>/<token>``) or ``none: true``."""
+
+    standard: StandardScheme | None = None
     hmac: HmacScheme | None = None
     token: SecretReferences | None = Field(
         default=None, description="a secret reference (env:/file:), or a list while rotating"
@@ -131,7 +173,9 @@ class WebhookVerify(_Strict):
         return self
 
     @property
-    def scheme(self) -> Literal["hmac", "token", "none"]:
+    def scheme(self) -> Literal["standard", "hmac", "token", "none"]:
+        if self.standard is not None:
+            return "standard"
         if self.hmac is not None:
             return "hmac"
         if self.token is not None:
@@ -155,11 +199,13 @@ class WebhookSystem(_Strict):
             hmac: {secret: env:MES_SECRET, header: X-MES-Signature, prefix: "sha256="}
           allow_from: [10.0.0.0/8]    # optional: the client addresses allowed
 
-    Without ``id`` the event id is the ``webhook-id`` header when sent, else ``sha256:`` and
-    the hex digest of the raw body, so a resend of the same bytes is one event. With the hmac
-    scheme that header is not covered by the signature: someone replaying a captured request
-    under a new ``webhook-id`` gets a second event in. Name an ``id`` in the body whenever the
-    sender has one.
+    With ``verify: {standard: …}`` the event id is the signed ``webhook-id`` header, and
+    ``id`` is refused (two ids for one message). Otherwise, without ``id``, the event id is
+    the ``webhook-id`` header when sent, else ``sha256:`` and the hex digest of the raw body,
+    so a resend of the same bytes is one event. With the hmac scheme that header is not
+    covered by the signature: someone replaying a captured request under a new
+    ``webhook-id`` gets a second event in. Name an ``id`` in the body whenever the sender has
+    one, or use ``standard``.
 
     ``verify: {none: true}`` is allowed only with ``allow_from``: that the hub listens on
     loopback today says nothing about tomorrow (a reverse proxy on the same host makes every
@@ -183,6 +229,13 @@ class WebhookSystem(_Strict):
         validate_default=True,
         description="client networks (CIDR) allowed to post",
     )
+
+    @field_validator("verify")
+    @classmethod
+    def _one_id(cls, verify: WebhookVerify, info: ValidationInfo) -> WebhookVerify:
+        if verify.standard is not None and info.data.get("id") is not None:
+            raise ValueError("with standard, the event id is the signed webhook-id header: drop id")
+        return verify
 
     @field_validator("allow_from", mode="before")
     @classmethod

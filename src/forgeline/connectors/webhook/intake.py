@@ -5,22 +5,25 @@ rules are the same wherever a request comes from.
 A request goes through, in this order:
 
 1. **the hook**: the name is a ``kind: webhook`` system, the client's address is allowed, and
-   the request proves itself by the system's scheme (HMAC of the raw body, or the token in
-   the URL). Every failure here gets the same ``NotFound("no such hook")``, so a caller
-   cannot tell an unknown name from a wrong secret or a refused address; secrets are compared
-   with ``hmac.compare_digest``, every candidate of a rotation, without stopping at a match.
+   the request proves itself by the system's scheme (Standard Webhooks signatures over the
+   id, timestamp and body, an HMAC of the raw body, or the token in the URL). Every failure
+   here gets the same ``NotFound("no such hook")``, so a caller cannot tell an unknown name
+   from a wrong secret, a stale timestamp or a refused address; secrets are compared with
+   ``hmac.compare_digest``, every candidate of a rotation, without stopping at a match.
    This comes first so that a stranger's bytes are never parsed and a stranger learns
-   nothing, not even which media type a hook takes;
+   nothing, not even which media type a hook takes. A Standard Webhooks request's signed
+   ``webhook-id`` becomes its event id;
 2. **the body**: JSON (``application/json`` or ``…+json``, else 415), an object, with a value
    at the ``id`` path when one is configured and an RFC 3339 time at the ``time`` path when
    present (else 400 naming the path);
 3. **the log**: one event appended; the answer waits until it is durable. ``(source, id)`` is
    the log's dedup key, so a resend is one event and answers ``duplicate``.
 
-A secret reference that cannot be read (a variable not set, a file missing) is the hub's
-fault, not the caller's: the answer is 503, which senders retry, so nothing is lost while an
-operator fixes it (a 404 would make some senders drop the message for good). Only callers that
-passed the address check get it.
+A secret reference that cannot be read (a variable not set, a file missing), or that reads
+as something else than a ``whsec_``/``whpk_`` key for ``standard``, is the hub's fault, not
+the caller's: the answer is 503, which senders retry, so nothing is lost while an operator
+fixes it (a 404 would make some senders drop the message for good). Only callers that passed
+the address check get it.
 
 Every request is counted in ``forgeline_webhook_requests{system, outcome, reason}`` on the
 hub's registry: outcome ``accepted``, ``duplicate``, ``rejected`` (4xx, with the reason) or
@@ -52,6 +55,7 @@ from ...exceptions import (
     UnsupportedMediaType,
 )
 from ...log import Appended
+from ...webhooks.signing import InvalidWebhookKey, WebhookVerificationError, verify
 from .config import HmacScheme, WebhookSystem
 
 __all__ = [
@@ -166,7 +170,9 @@ class WebhookIntake:
         event, :class:`BackendError` when the log fails."""
         spec = self._hooks.get(name)
         label = name if spec is not None else ""
-        refusal = "unknown_system" if spec is None else self._refusal(name, spec, inbound)
+        refusal, proven_id = (
+            ("unknown_system", None) if spec is None else self._refusal(name, spec, inbound)
+        )
         if refusal is not None:
             # One digest of the body on every refusal: the time of the answer should not tell
             # an unknown name or a fenced address from a signed hook's wrong signature.
@@ -177,7 +183,7 @@ class WebhookIntake:
             raise NotFound(NO_SUCH_HOOK)
         assert spec is not None
         try:
-            event = build_event(name, spec, inbound)
+            event = build_event(name, spec, inbound, event_id=proven_id)
         except InvalidInput as exc:
             self._counters.count(label, "rejected", _reason(exc))
             raise
@@ -189,48 +195,82 @@ class WebhookIntake:
         self._counters.count(label, "duplicate" if appended.duplicate else "accepted")
         return Accepted(event, appended.position, appended.duplicate)
 
-    def _refusal(self, name: str, spec: WebhookSystem, inbound: Inbound) -> str | None:
-        """Why ``inbound`` is not a request from the system (None: it is)."""
+    def _refusal(
+        self, name: str, spec: WebhookSystem, inbound: Inbound
+    ) -> tuple[str | None, str | None]:
+        """Why ``inbound`` is not a request from the system (None: it is), and the event id
+        the request proved, if its scheme signs one."""
         if not spec.allows(inbound.client):
-            return "address"
+            return "address", None
         scheme = spec.verify.scheme
         if scheme == "none":
-            return None if inbound.token is None else "token"
+            return (None if inbound.token is None else "token"), None
         if scheme == "token":
             assert spec.verify.token is not None
             if inbound.token is None:
-                return "token"
+                return "token", None
             tokens = self._secrets(name, spec.verify.token)
-            return None if _any_equal(inbound.token.encode(), tokens) else "token"
-        assert spec.verify.hmac is not None
+            return (None if _any_equal(inbound.token.encode(), tokens) else "token"), None
         if inbound.token is not None:
-            return "token"  # a token URL at a signed hook: not how this system calls
+            return "token", None  # a token URL at a signed hook: not how this system calls
+        if scheme == "standard":
+            return self._standard_refusal(name, spec, inbound)
+        assert spec.verify.hmac is not None
         scheme_hmac = spec.verify.hmac
         sent = _signature(scheme_hmac, inbound.headers)
         if sent is None:
-            return "signature"
+            return "signature", None
         secrets = self._secrets(name, scheme_hmac.secret)
         expected = [_sign(scheme_hmac, secret, inbound.body) for secret in secrets]
-        return None if _any_equal(sent, expected) else "signature"
+        return (None if _any_equal(sent, expected) else "signature"), None
+
+    def _standard_refusal(
+        self, name: str, spec: WebhookSystem, inbound: Inbound
+    ) -> tuple[str | None, str | None]:
+        standard = spec.verify.standard
+        assert standard is not None
+        keys = self._resolved(name, standard.secret)
+        try:
+            proven = verify(inbound.headers, inbound.body, keys, tolerance=standard.tolerance)
+        except WebhookVerificationError as exc:
+            # A stale timestamp counted apart: it is the one a sender's operator can fix
+            # (a clock, a queue that held messages) without touching a secret.
+            return ("timestamp" if exc.reason == "timestamp" else "signature"), None
+        except InvalidWebhookKey as exc:
+            raise self._unavailable(name, exc.detail) from None
+        return None, proven
 
     def _secrets(self, name: str, references: Sequence[str]) -> list[bytes]:
+        return [value.encode() for value in self._resolved(name, references)]
+
+    def _resolved(self, name: str, references: Sequence[str]) -> list[str]:
         from ...systems import resolve_secret  # forgeline.systems imports this package
 
         try:
-            return [resolve_secret(ref, env=self._env).encode() for ref in references]
+            return [resolve_secret(ref, env=self._env) for ref in references]
         except ConfigError as exc:
-            # The reference, never the value: the operator learns what to fix.
-            log.error("webhook %r cannot verify requests: %s", name, exc.detail)
-            self._counters.count(name, "failed", "secret_unavailable")
-            raise HookUnavailable("the hook cannot take requests now; try again later") from None
+            raise self._unavailable(name, exc.detail) from None
+
+    def _unavailable(self, name: str, why: str) -> HookUnavailable:
+        # The reference or what is wrong with its value, never the value: the operator
+        # learns what to fix.
+        log.error("webhook %r cannot verify requests: %s", name, why)
+        self._counters.count(name, "failed", "secret_unavailable")
+        return HookUnavailable("the hook cannot take requests now; try again later")
 
 
 def build_event(
-    name: str, spec: WebhookSystem, inbound: Inbound, *, received: str | None = None
+    name: str,
+    spec: WebhookSystem,
+    inbound: Inbound,
+    *,
+    received: str | None = None,
+    event_id: str | None = None,
 ) -> Event:
     """The event of a verified request: its JSON object as ``data``, the id, subject and time
     read at the configured paths. ``received`` (RFC 3339, default now) is the time of an
-    event whose body states none."""
+    event whose body states none; ``event_id`` is the id the request's signature proved (a
+    Standard Webhooks ``webhook-id``), which wins over every other."""
     media = inbound.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json" and not (
         media.startswith("application/") and media.endswith("+json")
@@ -256,7 +296,10 @@ def build_event(
         "datacontenttype": "application/json",
         "data": payload,
     }
-    if spec.id is not None:
+    if event_id is not None:
+        origin["id"] = "webhook-id (header)"
+        attributes["id"] = event_id
+    elif spec.id is not None:
         origin["id"] = spec.id
         attributes["id"] = _key(payload, spec.id, "the event id", errors)
     elif sent_id := inbound.headers.get("webhook-id", "").strip():
