@@ -12,7 +12,8 @@ one 404 ``no such hook``. 404 rather than 401: an unknown name must be a 404 (no
 there), and every other refusal must look exactly like it, or the answer would confirm which
 names exist. Only a verified request learns about its body (415, 400); it is answered 202
 once its event is durable (200 when the log already had it), and the flows map it after.
-Proxies' access logs keep URLs, so a URL token is weaker than a signature: prefer ``hmac``.
+Proxies' access logs keep URLs, so a URL token is weaker than a signature: prefer
+``standard`` (Standard Webhooks) or ``hmac``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ async def odoo_hook(system: str, token: str, request: Request) -> Response:
 
 @hooks.post(
     "/{system}",
-    summary="Take one event from a webhook system (hmac or none)",
+    summary="Take one event from a webhook system (standard, hmac or none)",
     status_code=202,
     responses=_WEBHOOK_ANSWERS,
 )
