@@ -20,10 +20,10 @@ from forgeline.testing import Receiver, Reply, running_hub
 CALLERS = {
     "acme-admin": Caller("p-acme", "service", "acme", frozenset({
         "events:publish", "events:read", "subscriptions:read", "subscriptions:write",
-        "deadletters:read", "deadletters:write"})),
+        "deadletters:read", "deadletters:write", "audit:read"})),
     "globex-admin": Caller("p-globex", "service", "globex", frozenset({
         "events:publish", "events:read", "subscriptions:read", "subscriptions:write",
-        "deadletters:read", "deadletters:write"})),
+        "deadletters:read", "deadletters:write", "audit:read"})),
     "acme-line": Caller("p-line", "plant", "acme", frozenset({"events:publish:production.*"})),
     # A partner whose row was edited to hold an admin scope: still refused at the route.
     "acme-partner": Caller("p-partner", "partner", "acme", frozenset({
@@ -185,3 +185,21 @@ async def test_a_burst_over_the_rate_limit_is_refused_with_retry_after(tmp_path:
                 for i in range(5)
             ]
         assert [g.status_code for g in guesses] == [401, 401, 401, 429, 429]
+
+
+async def test_subscription_changes_and_probes_are_in_the_tenants_audit_log(hubs: Hubs) -> None:
+    spec = {"name": "audited", "types": ["x.*"], "sink": {"url": hubs.receiver.url("/x")}}
+    async with hubs.client("acme-admin") as acme, hubs.client("globex-admin") as globex:
+        sub = (await acme.post("/v1/subscriptions", json=spec)).json()["id"]
+        assert (await globex.delete(f"/v1/subscriptions/{sub}")).status_code == 404
+        assert (await acme.delete(f"/v1/subscriptions/{sub}")).status_code == 204
+        mine = (await acme.get("/v1/audit")).json()["entries"]
+        assert [(e["action"], e["outcome"], e["actor"]) for e in mine] == [
+            ("subscription.create", "success", "p-acme"),
+            ("subscription.delete", "success", "p-acme"),
+        ]
+        assert all(e["target"] == sub for e in mine)
+        theirs = (await globex.get("/v1/audit")).json()["entries"]
+        # The probe is recorded in the prober's own log, as denied; it says nothing of acme's.
+        assert [(e["action"], e["outcome"]) for e in theirs] == [("subscription.delete", "denied")]
+    assert (await hubs.hub.security.verify_audit()).ok

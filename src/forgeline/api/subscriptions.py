@@ -14,6 +14,7 @@ from ..hub import Hub
 from ..log import EventLog
 from ..route.subscription import SubscriptionSpec
 from ..security.access import Caller
+from ..security.auditing import audited
 from ..store import DeadLetterFilter, Delivery, Subscription
 from .auth import require
 from .events import event_filter, json_response
@@ -98,7 +99,10 @@ def _no_host_references(spec: SubscriptionSpec) -> None:
 @subscriptions.post("", status_code=201, summary="Create a subscription")
 async def create_subscription(request: Request, spec: SubscriptionSpec, caller: Writer) -> Response:
     _no_host_references(spec)
-    sub = await _hub(request).create_subscription(_tenanted(spec, caller))
+    hub = _hub(request)
+    async with audited(hub, caller, "subscription.create", tenant=caller.tenant) as action:
+        sub = await hub.create_subscription(_tenanted(spec, caller))
+        action.target, action.detail = sub.id, {"name": sub.spec.name}
     return json_response(
         subscription_json(sub), 201, headers={"Location": f"/v1/subscriptions/{sub.id}"}
     )
@@ -130,18 +134,24 @@ async def update_subscription(
 ) -> Response:
     _no_host_references(spec)
     hub = _hub(request)
-    current = await _owned(hub, caller, id)
-    if caller.tenant is None and spec.tenant is None:
-        spec = spec.model_copy(update={"tenant": current.spec.tenant})  # keep its tenant
-    updated = await hub.update_subscription(current.id, _tenanted(spec, caller))
+    async with audited(hub, caller, "subscription.update", target=id) as action:
+        current = await _owned(hub, caller, id)
+        action.target, action.tenant = current.id, current.spec.tenant
+        if caller.tenant is None and spec.tenant is None:
+            spec = spec.model_copy(update={"tenant": current.spec.tenant})  # keep its tenant
+        updated = await hub.update_subscription(current.id, _tenanted(spec, caller))
+        action.detail = {"name": updated.spec.name}
     return json_response(subscription_json(updated))
 
 
 @subscriptions.delete("/{id}", status_code=204, summary="Delete a subscription and its deliveries")
 async def delete_subscription(request: Request, id: str, caller: Writer) -> Response:
     hub = _hub(request)
-    current = await _owned(hub, caller, id)
-    await hub.delete_subscription(current.id)
+    async with audited(hub, caller, "subscription.delete", target=id) as action:
+        current = await _owned(hub, caller, id)
+        action.target, action.tenant = current.id, current.spec.tenant
+        action.detail = {"name": current.spec.name}
+        await hub.delete_subscription(current.id)
     return Response(status_code=204)
 
 
@@ -161,15 +171,18 @@ class ReplayRange(BaseModel):
 @subscriptions.post("/{id}/replay", summary="Deliver a log range to this subscription again")
 async def replay_range(request: Request, id: str, body: ReplayRange, caller: Writer) -> Response:
     hub = _hub(request)
-    sub = await _owned(hub, caller, id)
-    after, until = body.after, body.until
-    if body.since is not None:
-        after = max(after, await hub.log.position_at(body.since.timestamp()))
-    if body.until_time is not None:
-        bound = await hub.log.position_at(body.until_time.timestamp())
-        until = bound if until is None else min(until, bound)
-    match = event_filter(body.type, body.source, body.subject)
-    scheduled = await hub.replay_range(sub.id, after=after, until=until, match=match)
+    async with audited(hub, caller, "subscription.replay", target=id) as action:
+        sub = await _owned(hub, caller, id)
+        action.target, action.tenant = sub.id, sub.spec.tenant
+        after, until = body.after, body.until
+        if body.since is not None:
+            after = max(after, await hub.log.position_at(body.since.timestamp()))
+        if body.until_time is not None:
+            bound = await hub.log.position_at(body.until_time.timestamp())
+            until = bound if until is None else min(until, bound)
+        match = event_filter(body.type, body.source, body.subject)
+        scheduled = await hub.replay_range(sub.id, after=after, until=until, match=match)
+        action.detail = {"after": after, "until": until, "scheduled": scheduled}
     return json_response({"subscription": sub.id, "scheduled": scheduled}, 202)
 
 
@@ -281,8 +294,9 @@ async def get_dead_letter(request: Request, id: int, caller: DeadReader) -> Resp
 @deadletters.post("/{id}/replay", summary="Deliver one dead letter again")
 async def replay_dead_letter(request: Request, id: int, caller: DeadWriter) -> Response:
     hub = _hub(request)
-    await _must_be_dead(hub, caller, id)
-    count = await hub.replay_dead(DeadLetterFilter(ids=[id]))
+    async with audited(hub, caller, "deadletter.replay", target=str(id)):
+        await _must_be_dead(hub, caller, id)
+        count = await hub.replay_dead(DeadLetterFilter(ids=[id]))
     return json_response({"replayed": count}, 202)
 
 
@@ -291,8 +305,10 @@ async def discard_dead_letter(
     request: Request, id: int, body: Reason, caller: DeadWriter
 ) -> Response:
     hub = _hub(request)
-    await _must_be_dead(hub, caller, id)
-    count = await hub.discard_dead(DeadLetterFilter(ids=[id]), body.reason)
+    async with audited(hub, caller, "deadletter.discard", target=str(id)) as action:
+        action.detail = {"reason": body.reason}
+        await _must_be_dead(hub, caller, id)
+        count = await hub.discard_dead(DeadLetterFilter(ids=[id]), body.reason)
     return json_response({"discarded": count})
 
 
@@ -301,14 +317,18 @@ async def replay_dead_letters(
     request: Request, body: DeadLetterQuery, caller: DeadWriter
 ) -> Response:
     hub = _hub(request)
-    count = await hub.replay_dead(await _filter(hub, body, caller))
+    async with audited(hub, caller, "deadletter.replay") as action:
+        count = await hub.replay_dead(await _filter(hub, body, caller))
+        action.detail = {"filter": body.model_dump(mode="json", exclude_none=True), "count": count}
     return json_response({"replayed": count}, 202)
 
 
 @deadletters.post("/discard", summary="Discard every dead letter matching a filter")
 async def discard_dead_letters(request: Request, body: Discard, caller: DeadWriter) -> Response:
     hub = _hub(request)
-    count = await hub.discard_dead(await _filter(hub, body, caller), body.reason)
+    async with audited(hub, caller, "deadletter.discard") as action:
+        count = await hub.discard_dead(await _filter(hub, body, caller), body.reason)
+        action.detail = {"filter": body.model_dump(mode="json", exclude_none=True), "count": count}
     return json_response({"discarded": count})
 
 
