@@ -21,6 +21,7 @@ from forgeline.canonical import (
     STATUS_TABLES,
     InvalidPayload,
     NoStatusTable,
+    OdooRecordChange,
     UnknownEventType,
     UnknownStatus,
     asyncapi,
@@ -54,16 +55,16 @@ DESIGN_TYPES = {
     "invoice.posted.v1",
     "engineering.change.released.v1",
 }
-# What connectors/odoo/events.py emits today.
+# What connectors/odoo/events.py emits: Odoo's record under "odoo." + the canonical name.
 ODOO_SOURCE_TYPES = {
-    "production.order.released.v1",
-    "production.completed.v1",
-    "sales.order.confirmed.v1",
-    "invoice.posted.v1",
-    "purchase.order.confirmed.v1",
-    "shipment.confirmed.v1",
-    "inventory.received.v1",
-    "inventory.moved.v1",
+    "odoo.production.order.released.v1",
+    "odoo.production.completed.v1",
+    "odoo.sales.order.confirmed.v1",
+    "odoo.invoice.posted.v1",
+    "odoo.purchase.order.confirmed.v1",
+    "odoo.shipment.confirmed.v1",
+    "odoo.inventory.received.v1",
+    "odoo.inventory.moved.v1",
     "odoo.record.changed.v1",
 }
 
@@ -207,8 +208,19 @@ ALL_TYPES = sorted(CATALOG)
 
 
 def test_catalog_holds_the_design_types_and_what_the_odoo_source_emits() -> None:
+    from forgeline.connectors.odoo.events import EVENT_TYPES
+
     assert set(CATALOG) >= DESIGN_TYPES
+    assert set(EVENT_TYPES) == ODOO_SOURCE_TYPES
     assert set(CATALOG) >= ODOO_SOURCE_TYPES
+    # Each typed Odoo event stands for a canonical one, and is about the same entity (the
+    # ownership rules that govern the one govern the other).
+    for odoo_type in ODOO_SOURCE_TYPES - {"odoo.record.changed.v1"}:
+        canonical_type = odoo_type.removeprefix("odoo.")
+        assert canonical_type in CATALOG, odoo_type
+        assert CATALOG[odoo_type].model is OdooRecordChange
+        assert CATALOG[odoo_type].entity == CATALOG[canonical_type].entity
+        assert canonical_type in CATALOG[odoo_type].summary
     for entry in canonical.catalog_entries():
         assert entry["version"] == int(entry["type"].rsplit(".v", 1)[1])
         assert entry["schema"] == f"https://forgeline.dev/schemas/{entry['type']}.json"
@@ -299,13 +311,35 @@ def test_unknown_event_type_is_a_404_naming_it() -> None:
         validate("production.done.v1", {})
 
 
-def test_odoo_record_change_matches_what_the_odoo_source_emits() -> None:
+ODOO_RECORDS = [
+    ("mrp.production", {"name": "WH/MO/00007", "state": "draft"}, "odoo.record.changed.v1"),
+    ("mrp.production", {"name": "WH/MO/00007", "state": "confirmed", "product_id": [7, "P"]},
+     "odoo.production.order.released.v1"),
+    ("mrp.production", {"name": "WH/MO/00007", "state": "done", "qty_produced": 3.0},
+     "odoo.production.completed.v1"),
+    ("sale.order", {"name": "S00001", "state": "sale"}, "odoo.sales.order.confirmed.v1"),
+    ("stock.picking", {"name": "WH/IN/1", "state": "done", "picking_type_code": "incoming"},
+     "odoo.inventory.received.v1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("model", "values", "event_type"), ODOO_RECORDS)
+def test_what_the_odoo_source_emits_is_valid_by_the_catalog_under_its_own_name(
+    model: str, values: dict[str, Any], event_type: str
+) -> None:
+    """Odoo's record is valid as the Odoo type it is published under, and is no canonical
+    event: were it published under the canonical name, a consumer validating by the catalog
+    would refuse it - which is why the source names its events ``odoo.*``."""
     from forgeline.connectors.odoo.events import record_to_event
 
-    record = {"id": 7, "name": "WH/MO/00007", "state": "draft", "write_date": "2026-11-27 08:00:00"}
-    event = record_to_event("mrp.production", record, source="odoo://demo/db", version=17)
-    assert event.type == "odoo.record.changed.v1"
-    validate(event.type, event.data)
+    record = {"id": 7, "write_date": "2026-11-27 08:00:00", **values}
+    event = record_to_event(model, record, source="odoo://demo/db", version=17)
+    assert event.type == event_type
+    assert isinstance(validate(event.type, event.data), OdooRecordChange)
+    canonical_type = event_type.removeprefix("odoo.")
+    if canonical_type in CATALOG:
+        with pytest.raises(InvalidPayload):
+            validate(canonical_type, event.data)
 
 
 # --- status tables ---------------------------------------------------------------------------

@@ -17,21 +17,23 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import forgeline.demo
-from forgeline.canonical import validate
+from forgeline.canonical import CATALOG, validate
 from forgeline.cli import app
 from forgeline.config import Settings
 from forgeline.demo import SMOKE, run_demo, write_plant_config
 from forgeline.demo.checks import Checks
 from forgeline.demo.plant import PRODUCTS
+from forgeline.demo.state import Order
 from forgeline.demo.wiring import PlantAddresses, PlantSecrets
 from forgeline.exceptions import ConfigError
 from forgeline.log import open_log
 from forgeline.mapping import MappingError, map_test
-from forgeline.route.subscription import RestSink
+from forgeline.route.subscription import PublishSink, RestSink
 from forgeline.sim.odoo.service import OdooSimulator
 from forgeline.sources import WEBHOOK_TYPE
 
 RELEASED = "production.order.released.v1"
+ODOO_RELEASED = "odoo.production.order.released.v1"  # Odoo's record, under Odoo's own name
 MAPPINGS = Path(forgeline.demo.__file__).parent / "mappings"  # package data
 SAMPLES = MAPPINGS / "samples"
 XREF = SAMPLES / "xref.json"  # what the product flow binds: Odoo's product 7 is FG-PUMP-CP200
@@ -42,6 +44,7 @@ CANONICAL = {
     "mes-consumption-to-consumed": "material.consumed.v1",
     "mes-production-to-completed": "production.completed.v1",
     "odoo-mo-to-mes-work-order": None,
+    "odoo-mo-to-production-order": "production.order.released.v1",
     "plm-item-to-odoo-product": None,
     "qms-hold-to-hold-placed": "quality.hold.placed.v1",
     "qms-inspection-to-completed": "quality.inspection.completed.v1",
@@ -80,10 +83,20 @@ def test_the_written_config_loads_and_holds_no_secret(tmp_path: Path) -> None:
     assert [rule.describe() for rule in settings.ownership] == ["plm owns product"]
     names = {spec.name for spec in settings.subscriptions}
     assert {"products-to-erp.odoo", "release-to-mes.rest", "production-completed.erp"} <= names
+    assert "erp-releases.publish" in names
     assert {"production-completed.wms", "qms-results.released", "partner-lots.http"} <= names
     (release,) = (s.sink for s in settings.subscriptions if s.name == "release-to-mes.rest")
     assert isinstance(release, RestSink)
     assert release.rest.url == "http://127.0.0.1:8071/api/workorders"  # the MES of this run
+    # Odoo's releases become canonical ones from the same system the connector stamps.
+    (mapped,) = (s for s in settings.subscriptions if s.name == "erp-releases.publish")
+    assert mapped.types == [ODOO_RELEASED]
+    assert isinstance(mapped.sink, PublishSink)
+    assert mapped.sink.publish.type == RELEASED
+    assert mapped.sink.publish.source == "odoo://127.0.0.1:8069/demo"
+    # Every flow listens to types the catalog knows, or to a system's own raw type.
+    catalogued = {t for spec in settings.subscriptions for t in spec.types if t in CATALOG}
+    assert {ODOO_RELEASED, "production.completed.v1"} <= catalogued
 
     written = [config, *(tmp_path / "mappings").iterdir()]
     texts = [path.read_text() for path in written]
@@ -159,6 +172,33 @@ def test_the_work_order_mapping_names_the_part_only_through_the_cross_reference(
     assert "'Dozens'" in str(failure.value)
 
 
+def test_the_release_mapping_speaks_the_hubs_words_or_fails_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    """Odoo's state goes through Odoo 19's status table and its product through the
+    cross-reference: a state the table does not know or a product never bound is a mapping
+    error naming the field (a dead letter), never Odoo's word under a canonical name."""
+    config = write_plant_config(tmp_path, ADDRESSES, PlantSecrets("k"))
+    mapping = config.parent / "mappings" / "odoo-mo-to-production-order.yaml"
+    sample = SAMPLES / "odoo-mo-to-production-order.json"
+    mapped = json.loads(map_test(mapping, sample, XREF))
+    assert mapped["status"] == "released" and mapped["product"] == "FG-PUMP-CP200"
+    with pytest.raises(MappingError, match="product") as failure:
+        map_test(mapping, sample)
+    assert "no canonical id for plant-erp product '7'" in str(failure.value)
+
+    for state, canonical in (("progress", "in_progress"), ("to_close", "completed")):
+        moved = json.loads(sample.read_text())
+        moved["data"]["record"]["state"] = state
+        (tmp_path / "moved.json").write_text(json.dumps(moved))
+        assert json.loads(map_test(mapping, tmp_path / "moved.json", XREF))["status"] == canonical
+    moved["data"]["record"]["state"] = "approved"  # not an mrp.production state in Odoo 19
+    (tmp_path / "bad.json").write_text(json.dumps(moved))
+    with pytest.raises(MappingError, match="status") as failure:
+        map_test(mapping, tmp_path / "bad.json", XREF)
+    assert "'approved'" in str(failure.value)
+
+
 # -- the checks ---------------------------------------------------------------------------------
 
 
@@ -177,6 +217,26 @@ def test_a_check_fails_on_what_it_guards() -> None:
     checks.verify_dead_left([{**refused, "reason": "HTTP 500"}])
     checks.verify_quarantine([])
     assert [check.ok for check in checks.checks] == [True, False, False, False]
+
+
+def test_the_release_check_fails_unless_each_odoo_release_became_one_canonical_one() -> None:
+    checks = Checks(SMOKE, Console(file=io.StringIO()), Path("."))
+    checks.odoo_source = "odoo://127.0.0.1:8069/demo"
+    pump = PRODUCTS[0]
+    checks.orders = [Order(0, "WH/MO/00001", pump, 12.0)]
+    odoo = {"id": "o1", "type": ODOO_RELEASED, "source": checks.odoo_source,
+            "subject": "WH/MO/00001"}  # fmt: skip
+    data = {"number": "WH/MO/00001", "product": pump.sku, "quantity": 12.0, "uom": pump.uom,
+            "status": "released"}  # fmt: skip
+    good = {"id": "c1", "type": RELEASED, "source": checks.odoo_source,
+            "subject": "WH/MO/00001", "causationid": "o1", "data": data}  # fmt: skip
+    checks.verify_erp_releases([odoo, good])
+    checks.verify_erp_releases([odoo])  # never mapped
+    checks.verify_erp_releases([odoo, good, {**good, "id": "c2"}])  # mapped twice
+    checks.verify_erp_releases([odoo, {**good, "data": {**data, "product": "7"}}])  # Odoo's id
+    checks.verify_erp_releases([odoo, {**good, "data": {**data, "status": "confirmed"}}])
+    checks.verify_erp_releases([{**good, "causationid": None}])  # not from Odoo's event
+    assert [check.ok for check in checks.checks] == [True, False, False, False, False, False]
 
 
 # -- end to end ---------------------------------------------------------------------------------
@@ -216,19 +276,23 @@ async def test_smoke_demo_passes_and_leaves_its_events_in_the_log(tmp_path: Path
     events = [r.event for r in records]
     assert len({(e.source, e.id) for e in events}) == len(events)
     odoo = [e for e in events if e.source == result.odoo_source]
-    released = Counter(e.subject for e in odoo if e.type == RELEASED)
-    assert released == Counter({row["name"]: 1 for row in result.orders})
+    once_each = Counter({row["name"]: 1 for row in result.orders})
+    assert Counter(e.subject for e in odoo if e.type == ODOO_RELEASED) == once_each
+    assert Counter(e.subject for e in events if e.type == RELEASED) == once_each  # mapped
     assert any(e.type == WEBHOOK_TYPE for e in odoo)  # Odoo's automation reached the hub
     by_type = Counter(e.type for e in events)
     assert by_type["product.changed.v1"] == 13  # 12 from the PLM, 1 from the MES (refused)
     assert by_type["masterdata.change.quarantined.v1"] == 1
     assert by_type["mes.message.v1"] > 3 * SMOKE.mos
-    # Canonical events are the flows' work: each names the event it came from.
+    # Canonical events are the flows' work, whoever they are about: each names the event it
+    # came from. Odoo's own are named odoo.*, with Odoo's record as data.
     causes = {e.id for e in events}
-    derived = ("production.completed.v1", "lot.released.v1", "inventory.moved.v1")
-    for event in events:
-        if event.type in derived and event.source != result.odoo_source:
-            assert event.extensions.get("causationid") in causes
+    canonical = [e for e in events if e.type in CATALOG and not e.type.startswith("odoo.")]
+    assert {"production.order.released.v1", "production.completed.v1"} <= {
+        e.type for e in canonical
+    }
+    for event in canonical:
+        assert event.extensions.get("causationid") in causes, event
     assert by_type["lot.released.v1"] == SMOKE.mos - 1  # the rejected lot is held
     assert by_type["quality.hold.placed.v1"] == 1
 

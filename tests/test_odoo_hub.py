@@ -118,11 +118,13 @@ async def plant(tmp_path: Path) -> AsyncIterator[Plant]:
 async def test_a_confirmed_mo_is_published_once_by_the_poller(plant: Plant) -> None:
     _, name = await plant.new_mo()
 
-    released = await eventually(lambda: plant.events("production.order.released.v1", name))
+    released = await eventually(lambda: plant.events("odoo.production.order.released.v1", name))
     assert released[0].source == f"odoo://{plant.odoo.url.removeprefix('http://')}/demo"
     assert released[0].data["record"]["state"] == "confirmed"
     await asyncio.sleep(0.6)  # three more polls: the overlap window re-reads the MO
-    assert len(await plant.events("production.order.released.v1", name)) == 1
+    assert len(await plant.events("odoo.production.order.released.v1", name)) == 1
+    # Odoo's record never travels under the canonical name: that one comes from a flow.
+    assert await plant.events("production.order.released.v1") == []
 
 
 async def test_production_reported_by_the_mes_closes_the_mo_once_despite_a_lost_answer(
@@ -143,8 +145,12 @@ async def test_production_reported_by_the_mes_closes_the_mo_once_despite_a_lost_
     (sub,) = await plant.hub.store.list_subscriptions()
     (delivery,) = await eventually(lambda: _delivered(plant.hub, sub.id))
     assert delivery.attempts == 2  # the lost answer was retried, and found the MO done
-    # The poller then reports the MO done, from Odoo's side.
-    await eventually(lambda: plant.events("production.completed.v1", name))
+    # The poller then reports the MO done, from Odoo's side, under Odoo's own type (the
+    # MES's production.completed.v1 is the only canonical one).
+    (reported,) = await eventually(lambda: plant.events("odoo.production.completed.v1", name))
+    assert reported.data["record"]["state"] == "done"
+    assert reported.data["record"]["qty_produced"] == 3.0
+    assert [e.source for e in await plant.events("production.completed.v1", name)] == [MES]
 
 
 async def _delivered(hub: Hub, subscription: str) -> list[Any]:

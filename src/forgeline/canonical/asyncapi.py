@@ -86,7 +86,11 @@ def _key(event_type: str) -> str:
 
 
 def _message(spec: EventSpec, payload_ref: str) -> dict[str, Any]:
-    examples = spec.model.model_json_schema().get("examples") or []
+    examples = (
+        [dict(spec.example)]
+        if spec.example is not None
+        else spec.model.model_json_schema().get("examples")
+    ) or []
     message: dict[str, Any] = {
         "name": spec.type,
         "title": spec.model.__name__,
@@ -166,7 +170,8 @@ def asyncapi(
             "title": title,
             "version": version,
             "description": "The canonical manufacturing events Forgeline routes between Odoo "
-            "and the shop floor. Each message is a CloudEvent; the payload is its data.",
+            "and the shop floor, and the source events (odoo.*: Odoo's records as read, "
+            "before any mapping). Each message is a CloudEvent; the payload is its data.",
         },
         "defaultContentType": "application/json",
         "channels": channels,

@@ -6,6 +6,12 @@ system reported it. ``json_schema(type)`` is the published, versioned schema (JS
 Draft 2020-12, ``$id`` ``https://forgeline.dev/schemas/<type>.json``, also the events'
 ``dataschema``); ``validate(type, data)`` checks a payload and names every bad path.
 A breaking change to a payload is a new type (``….v2``), never an edit of ``….v1``.
+
+Two kinds of entry. *Canonical events* are the hub's own words: one type, one shape,
+whoever publishes it. *Source events* (``odoo.*``) are a connector's record as it read it,
+before any mapping (:class:`OdooRecordChange`); each typed one is named ``odoo.`` + the
+canonical type it corresponds to (``odoo.production.completed.v1``), so the canonical name
+never carries Odoo's shape. A flow with a mapping turns the one into the other.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -85,6 +91,9 @@ class EventSpec:
     summary: str
     entity: str
     """The canonical entity the event is about (the status tables' entity names)."""
+    example: Mapping[str, Any] | None = field(default=None, compare=False)
+    """A ``data`` example of this type, when the model's own would mislead (a model that
+    several types share); else the model's."""
 
     @property
     def version(self) -> int:
@@ -95,6 +104,17 @@ class EventSpec:
     @property
     def schema_url(self) -> str:
         return schema_url(self.type)
+
+
+def _odoo_example(model: str, values: dict[str, Any]) -> dict[str, Any]:
+    """What the Odoo source reads for one record of ``model`` in that state."""
+    return {
+        "model": model,
+        "id": 42,
+        "write_date": "2026-11-27 13:48:02",
+        "version": 19,
+        "record": {"id": 42, "write_date": "2026-11-27 13:48:02", **values},
+    }
 
 
 _SPECS = (
@@ -169,6 +189,73 @@ _SPECS = (
         "An Odoo record changed and no business event type fits it (raw, unmapped).",
         "odoo_record",
     ),
+    *(
+        EventSpec(
+            f"odoo.{canonical}",
+            OdooRecordChange,
+            f"Odoo: {what}. Odoo's record as read; a flow's mapping makes it {canonical}.",
+            entity,
+            _odoo_example(model, values),
+        )
+        for canonical, what, entity, model, values in (
+            (
+                "production.order.released.v1",
+                "a manufacturing order was confirmed",
+                "production_order",
+                "mrp.production",
+                {"name": "WH/MO/00042", "state": "confirmed"},
+            ),
+            (
+                "production.completed.v1",
+                "a manufacturing order was marked done",
+                "production_order",
+                "mrp.production",
+                {"name": "WH/MO/00042", "state": "done"},
+            ),
+            (
+                "sales.order.confirmed.v1",
+                "a sales order was confirmed",
+                "sales_order",
+                "sale.order",
+                {"name": "S00117", "state": "sale"},
+            ),
+            (
+                "purchase.order.confirmed.v1",
+                "a purchase order was confirmed",
+                "purchase_order",
+                "purchase.order",
+                {"name": "P00031", "state": "purchase"},
+            ),
+            (
+                "invoice.posted.v1",
+                "an invoice or a vendor bill was posted",
+                "invoice",
+                "account.move",
+                {"name": "INV/2026/00012", "state": "posted", "move_type": "out_invoice"},
+            ),
+            (
+                "shipment.confirmed.v1",
+                "a delivery was validated",
+                "shipment",
+                "stock.picking",
+                {"name": "WH/OUT/00007", "state": "done", "picking_type_code": "outgoing"},
+            ),
+            (
+                "inventory.received.v1",
+                "a receipt was validated",
+                "inventory_movement",
+                "stock.picking",
+                {"name": "WH/IN/00019", "state": "done", "picking_type_code": "incoming"},
+            ),
+            (
+                "inventory.moved.v1",
+                "an internal transfer was validated",
+                "inventory_movement",
+                "stock.picking",
+                {"name": "WH/INT/00004", "state": "done", "picking_type_code": "internal"},
+            ),
+        )
+    ),
 )
 
 
@@ -202,6 +289,8 @@ def json_schema(event_type: str) -> dict[str, Any]:
     """The JSON Schema (Draft 2020-12) of ``data`` for ``event_type``, a fresh copy."""
     spec = event_spec(event_type)
     schema = spec.model.model_json_schema(mode="validation")
+    if spec.example is not None:
+        schema["examples"] = [dict(spec.example)]
     return {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": spec.schema_url,

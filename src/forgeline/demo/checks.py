@@ -1,7 +1,9 @@
 """The checks that end ``forgeline demo``: each system's own end state compared with what the
 plant did, independently of the hub's code - Odoo through its API, the MES, WMS and QMS
 through theirs, the stand-ins' records, the hub's log and dead letters through its HTTP API,
-``/metrics`` as Prometheus reads it, the canonical events against the published catalog.
+``/metrics`` as Prometheus reads it, every event of a catalog type against the published
+catalog (whoever published it: Odoo's own events carry ``odoo.*`` types and Odoo's shape, the
+canonical ones come from the flows).
 
 Only one check reads the hub's store (how many attempts a delivered close took: no endpoint
 shows the attempts of a delivered event).
@@ -35,13 +37,14 @@ __all__ = ["QUARANTINED", "Checks"]
 QUARANTINED = "masterdata.change.quarantined.v1"
 RELEASED = "production.order.released.v1"
 COMPLETED = "production.completed.v1"
+#: Odoo's own events (the Odoo source's types: Odoo's record, not the canonical shape).
+ODOO_RELEASED = "odoo.production.order.released.v1"
+ODOO_DONE = "odoo.production.completed.v1"
 LOT_RELEASED = "lot.released.v1"
 HOLD = "quality.hold.placed.v1"
 MOVED = "inventory.moved.v1"
 MES_MESSAGE = "mes.message.v1"
 ERP_CLOSE = "production-completed.erp"  # the flow target that closes MOs in Odoo
-#: Where the flows' canonical events come from: the MES's, WMS's and QMS's sources.
-CANONICAL_SOURCES = ("mes://", "wms://", "qms://")
 
 
 class Checks(DemoState):
@@ -54,6 +57,7 @@ class Checks(DemoState):
         events = await self.run_log(client)
         await self.verify_products()
         await self.verify_releases(events, odoo)
+        self.verify_erp_releases(events)
         self.verify_mes_messages(events, mes)
         await self.verify_odoo(client, hub)
         await self.verify_warehouse()
@@ -74,14 +78,11 @@ class Checks(DemoState):
     async def caught_up(self, client: httpx.AsyncClient) -> bool:
         """The WMS's and QMS's last callbacks have become events: the checks start from a
         plant at rest, not from one caught mid-flight."""
-        kinds = Counter(
-            e["type"]
-            for e in await self.run_log(client)
-            if e["source"].startswith(CANONICAL_SOURCES)
-        )
+        kinds = Counter(e["type"] for e in await self.run_log(client))
         total = len(self.orders)
         return (
-            kinds[COMPLETED] >= total
+            kinds[RELEASED] >= total
+            and kinds[COMPLETED] >= total
             and kinds[MOVED] >= total
             and kinds["quality.inspection.completed.v1"] >= total
             and kinds[HOLD] >= (1 if self.failing_lot() else 0)
@@ -117,7 +118,7 @@ class Checks(DemoState):
         logged = Counter(
             e["subject"]
             for e in events
-            if e["type"] == RELEASED and e["source"] == self.odoo_source
+            if e["type"] == ODOO_RELEASED and e["source"] == self.odoo_source
         )
         wrong = []
         for order in self.orders:
@@ -140,6 +141,40 @@ class Checks(DemoState):
             f"{len(self.orders)} MOs confirmed → {sum(logged.values())} release events, "
             f"{len(self.orders) - len(wrong)} work orders with Odoo's part and quantity; "
             f"{sent} webhook notification(s) sent by Odoo, {hooks} taken"
+            + (f"; wrong: {', '.join(wrong)}" if wrong else ""),
+        )
+
+    def verify_erp_releases(self, events: list[dict[str, Any]]) -> None:
+        """Each of Odoo's releases became one canonical production.order.released.v1, in the
+        hub's words (the part number, the plant's unit, the canonical status) and caused by
+        Odoo's event: the flow did the mapping, Odoo never spoke the canonical name."""
+        odoo_ids = {
+            e["id"]: e["subject"]
+            for e in events
+            if e["type"] == ODOO_RELEASED and e["source"] == self.odoo_source
+        }
+        released: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if event["type"] == RELEASED:
+                released.setdefault(str(event.get("subject")), []).append(event)
+        wrong = []
+        for order in self.orders:
+            found = released.get(order.mo, [])
+            data = (found[0].get("data") or {}) if len(found) == 1 else {}
+            if not (
+                data.get("number") == order.mo
+                and data.get("product") == order.product.sku
+                and data.get("quantity") == order.quantity
+                and data.get("uom") == order.product.uom
+                and data.get("status") == "released"
+                and odoo_ids.get(str(found[0].get("causationid"))) == order.mo
+            ):
+                wrong.append(order.mo)
+        self.check(
+            "Odoo's releases mapped to canonical events",
+            bool(self.orders) and not wrong and len(released) == len(self.orders),
+            f"{len(odoo_ids)} {ODOO_RELEASED} → {sum(map(len, released.values()))} {RELEASED} "
+            "with the part number, unit and status in the hub's words"
             + (f"; wrong: {', '.join(wrong)}" if wrong else ""),
         )
 
@@ -205,14 +240,18 @@ class Checks(DemoState):
 
     async def verify_reported_back(self, client: httpx.AsyncClient) -> None:
         """Odoo's side of the loop: the poller turns each MO the flow closed into Odoo's own
-        production.completed.v1, even one confirmed and closed within the same second."""
+        odoo.production.completed.v1 - done, with the MES's quantity - even one confirmed
+        and closed within the same second."""
+        made = {order.mo: float(order.wo.get("qtyGood", -1)) for order in self.orders}
         names = {str(row["name"]) for row in self.rows}
         deadline = time.monotonic() + self.scale.wait
         while True:
             done = {
                 str(e.get("subject"))
                 for e in await self.run_log(client)
-                if e["type"] == COMPLETED and e["source"] == self.odoo_source
+                if e["type"] == ODOO_DONE
+                and e["source"] == self.odoo_source
+                and _reports_done(e, made.get(str(e.get("subject"))))
             }
             if names <= done or time.monotonic() > deadline:
                 break
@@ -220,7 +259,8 @@ class Checks(DemoState):
         self.check(
             "Odoo reported every close back",
             bool(names) and names <= done,
-            f"{len(names & done)}/{len(names)} MOs as {COMPLETED} from {self.odoo_source}",
+            f"{len(names & done)}/{len(names)} MOs as {ODOO_DONE} from {self.odoo_source}, "
+            "done with the MES's quantity",
         )
 
     # -- WMS and QMS -----------------------------------------------------------------------
@@ -276,12 +316,12 @@ class Checks(DemoState):
         )
 
     def verify_canonical(self, events: list[dict[str, Any]], mes: MesServer) -> None:
-        """The flows' events are what the catalog publishes, and as many as the plant made."""
-        canonical = [
-            e for e in events if e["type"] in CATALOG and e["source"].startswith(CANONICAL_SOURCES)
-        ]
+        """Every event of a catalog type is what the catalog publishes for it, whoever
+        published it - Odoo's own (``odoo.*``, Odoo's shape) and the flows' canonical ones -
+        and there are as many canonical events as the plant made."""
+        typed = [e for e in events if e["type"] in CATALOG]
         invalid = []
-        for event in canonical:
+        for event in typed:
             try:
                 validate(event["type"], event.get("data"), path="data")
             except InvalidPayload as exc:
@@ -292,17 +332,18 @@ class Checks(DemoState):
             for m in mes.sent
             if m.body.get("erpOrder") in mos and m.body["msgType"] == "CONSUMPTION"
         )
-        kinds = Counter(e["type"] for e in canonical)
+        kinds = Counter(e["type"] for e in typed)
         counts_ok = (
-            kinds["material.consumed.v1"] == consumption
+            kinds[RELEASED] == len(self.orders)
+            and kinds["material.consumed.v1"] == consumption
             and kinds[COMPLETED] == len(self.orders)
             and kinds[MOVED] == len(self.orders)
             and kinds["quality.inspection.completed.v1"] == len(self.orders)
         )
         self.check(
-            "canonical events valid by the catalog",
-            bool(canonical) and not invalid and counts_ok,
-            f"{len(canonical)} events: "
+            "events valid by the catalog, whoever published them",
+            bool(typed) and not invalid and counts_ok,
+            f"{len(typed)} events: "
             + ", ".join(f"{n} {t}" for t, n in sorted(kinds.items()))
             + (f"; invalid: {invalid[0]}" if invalid else ""),
         )
@@ -501,3 +542,14 @@ class Checks(DemoState):
         for check in self.checks:
             table.add_row("[green]✓[/]" if check.ok else "[red]✗[/]", check.name, check.detail)
         return table
+
+
+def _reports_done(event: dict[str, Any], made: float | None) -> bool:
+    """Odoo's event shows its MO done with ``made`` produced (Odoo's record, as read)."""
+    record = (event.get("data") or {}).get("record") or {}
+    produced = record.get("qty_produced")
+    return (
+        record.get("state") == "done"
+        and isinstance(produced, int | float)
+        and float(produced) == made
+    )

@@ -8,7 +8,7 @@ Everything runs for real on loopback, over HTTP:
   directory); the simulated MES, WMS and QMS are the shop floor, each in its own vocabulary;
   two stand-ins on one receiver are the plant's historian and a customer portal;
 * the hub runs from ``plant.yaml``, written into the data directory from the package's
-  template (``wiring.py``): five systems, one ownership rule, ten mappings, nine flows;
+  template (``wiring.py``): five systems, one ownership rule, eleven mappings, ten flows;
 * the demo plays the people: the PLM releases the products (a signed webhook), the ERP's
   administrators set up BoMs and stock, planners confirm MOs in Odoo, the operator starts the
   work orders at the MES, an MES user renames a product it does not own, and the operator
@@ -329,9 +329,11 @@ class Demo(Operations):
                 f"lot {wo['lotNo']}"
             )
         self.say(
-            f"   the poller (and Odoo's webhook) published each release once; flow "
-            f"release-to-mes mapped it (product id → part number by cross-reference) and "
-            f"POSTed it: {len(self.orders)} work orders after {time.monotonic() - started:.1f}s",
+            f"   the poller (and Odoo's webhook) published each release once, as Odoo's "
+            f"odoo.production.order.released.v1; flow release-to-mes mapped it (product id → "
+            f"part number by cross-reference) and POSTed it: {len(self.orders)} work orders "
+            f"after {time.monotonic() - started:.1f}s; flow erp-releases published it as the "
+            "canonical production.order.released.v1",
             always=True,
         )
 

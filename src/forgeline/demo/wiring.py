@@ -3,10 +3,10 @@ written into the run's data directory with the run's addresses filled in, and th
 they reference written beside them.
 
 The template is the plant's integration as a person reads it; only what changes from run to
-run is a ``${placeholder}``: where each simulator listens, the data directory, the origin of
-the MOs the hub watches, Odoo's unit ids. The config names its secrets as ``file:``
-references (written mode 0600 under ``secrets/``), so the file itself holds none and
-``forgeline check`` accepts it as it is.
+run is a ``${placeholder}``: where each simulator listens (and so the source Odoo's events
+carry), the data directory, the origin of the MOs the hub watches, Odoo's unit ids. The
+config names its secrets as ``file:`` references (written mode 0600 under ``secrets/``), so
+the file itself holds none and ``forgeline check`` accepts it as it is.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ..connectors.odoo.events import odoo_source
 from ..exceptions import ConfigError
 
-__all__ = ["CONFIG_FILE", "PlantAddresses", "PlantSecrets", "write_plant_config"]
+__all__ = ["CONFIG_FILE", "ODOO_DB", "PlantAddresses", "PlantSecrets", "write_plant_config"]
 
 CONFIG_FILE = "plant.yaml"
+ODOO_DB = "demo"  # the Odoo database plant.yaml names (``db: demo``)
 _PACKAGE = "forgeline.demo"
 
 
@@ -99,6 +101,9 @@ def write_plant_config(
     values = {
         "data_dir": str(data_dir),
         "secrets": str(secret_dir),
+        # What Odoo's connector stamps on its events: the flows that map Odoo's records
+        # publish the canonical ones from the same system, as the MES's flows do.
+        "odoo_source": odoo_source(addresses.odoo_url, ODOO_DB),
         **{
             key: str(value)
             for key, value in vars(addresses).items()  # a frozen dataclass: plain fields

@@ -3,8 +3,25 @@
 A changed record (from the write-date poller, or fetched after an Odoo webhook announced it)
 becomes one CloudEvent: ``source`` ``odoo://<host>/<db>``, ``subject`` the record's business
 key (``WH/MO/00042``), ``partitionkey`` ``<model>:<id>`` (one record's events stay in order)
-and a type from the model and state (``production.completed.v1``...), else
-``odoo.record.changed.v1``.
+and a type from the model and state, else ``odoo.record.changed.v1``.
+
+These are *source events*: their ``data`` is Odoo's record as read (``{model, id,
+write_date, version, record}``, the catalog's ``OdooRecordChange``), never the canonical
+shape. So a typed one is named ``odoo.`` + the canonical type it corresponds to::
+
+    odoo.production.order.released.v1   mrp.production confirmed
+    odoo.production.completed.v1        mrp.production done
+    odoo.sales.order.confirmed.v1       sale.order in sale (or done: locked)
+    odoo.purchase.order.confirmed.v1    purchase.order in purchase (or done)
+    odoo.invoice.posted.v1              account.move posted
+    odoo.shipment.confirmed.v1          stock.picking done, outgoing
+    odoo.inventory.received.v1          stock.picking done, incoming
+    odoo.inventory.moved.v1             stock.picking done, internal
+
+A canonical type name means one shape, whoever publishes it: the canonical event
+(``production.order.released.v1``) comes from a flow that maps the Odoo one by the Odoo
+version's status table and the cross-reference (the demo's ``erp-releases``), and a consumer
+that validates by the catalog never meets Odoo's record under a canonical name.
 
 The event id is a digest of ``(model, id, write_date, the values read)``: the poller and a
 webhook that see the same change mint the same id, and the hub's ``(source, id)`` dedup keeps
@@ -27,8 +44,10 @@ from ...envelope import SPECVERSION, Event
 from ...exceptions import InvalidInput
 
 __all__ = [
+    "CHANGED",
     "COMMON_FIELDS",
     "EVENT_FIELDS",
+    "EVENT_TYPES",
     "WebhookChange",
     "event_id",
     "event_type",
@@ -59,27 +78,37 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "purchase.order": (*_COMMON, "name", "state", "partner_id", "amount_total"),
 }  # fmt: skip
 
+# The typed events: "odoo." + the canonical type each corresponds to (see the docstring).
+MO_RELEASED = "odoo.production.order.released.v1"
+MO_DONE = "odoo.production.completed.v1"
+SALE_CONFIRMED = "odoo.sales.order.confirmed.v1"
+PURCHASE_CONFIRMED = "odoo.purchase.order.confirmed.v1"
+INVOICE_POSTED = "odoo.invoice.posted.v1"
+SHIPPED = "odoo.shipment.confirmed.v1"
+RECEIVED = "odoo.inventory.received.v1"
+MOVED = "odoo.inventory.moved.v1"
+#: Every type the Odoo source emits (the catalog lists each as a source event).
+EVENT_TYPES = (
+    MO_RELEASED, MO_DONE, SALE_CONFIRMED, PURCHASE_CONFIRMED, INVOICE_POSTED,
+    SHIPPED, RECEIVED, MOVED, CHANGED,
+)  # fmt: skip
+
 _Rule = Callable[[Mapping[str, Any]], str | None]
 _RULES: dict[str, _Rule] = {
-    "mrp.production": lambda r: {
-        "confirmed": "production.order.released.v1",
-        "done": "production.completed.v1",
-    }.get(str(r.get("state"))),
+    "mrp.production": lambda r: {"confirmed": MO_RELEASED, "done": MO_DONE}.get(
+        str(r.get("state"))
+    ),
     # "done" is a locked confirmed order (16's "Lock Confirmed Sales" goes there straight from
     # action_confirm; purchase orders up to 18 likewise): still a confirmation to consumers.
-    "sale.order": lambda r: (
-        "sales.order.confirmed.v1" if r.get("state") in ("sale", "done") else None
-    ),
-    "account.move": lambda r: "invoice.posted.v1" if r.get("state") == "posted" else None,
+    "sale.order": lambda r: SALE_CONFIRMED if r.get("state") in ("sale", "done") else None,
+    "account.move": lambda r: INVOICE_POSTED if r.get("state") == "posted" else None,
     "purchase.order": lambda r: (
-        "purchase.order.confirmed.v1" if r.get("state") in ("purchase", "done") else None
+        PURCHASE_CONFIRMED if r.get("state") in ("purchase", "done") else None
     ),
     "stock.picking": lambda r: (
-        {
-            "outgoing": "shipment.confirmed.v1",
-            "incoming": "inventory.received.v1",
-            "internal": "inventory.moved.v1",
-        }.get(str(r.get("picking_type_code")))
+        {"outgoing": SHIPPED, "incoming": RECEIVED, "internal": MOVED}.get(
+            str(r.get("picking_type_code"))
+        )
         if r.get("state") == "done"
         else None
     ),
@@ -112,7 +141,8 @@ def event_id(model: str, record_id: int, write_date: str | None, digest: str = "
 
 
 def event_type(model: str, record: Mapping[str, Any], version: int | None = None) -> str:
-    """The business event a record in this state means, else ``odoo.record.changed.v1``.
+    """The Odoo event a record in this state means (``odoo.production.completed.v1``…),
+    else ``odoo.record.changed.v1``.
 
     ``version`` is accepted for the day a mapping differs between Odoo versions; the states
     used here are the same from 16 to 19 (16's locked sale orders, ``done``, are not new
