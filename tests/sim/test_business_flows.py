@@ -362,3 +362,12 @@ def test_short_components_reserve_partially_and_consume_into_negative(env: Any) 
     demo_mo = env["mrp.production"].search([("origin", "!=", False)], limit=1)
     assert demo_mo.reservation_state == "assigned"
     assert on_hand(env, "product.product_table_top")[1] == 2.0
+
+
+def test_a_purchase_orders_amounts_are_readable(env: Any) -> None:
+    """``amount_total`` over RPC reads the lines' computed totals (it once recursed)."""
+    purchase = env["purchase.order"].search([("state", "=", "draft")], limit=1)
+    line = purchase.order_line[0]
+    line.write({"product_qty": 4.0, "price_unit": 2.5})
+    assert line.price_subtotal == line.price_total == 10.0
+    assert purchase.amount_total == sum(purchase.order_line.mapped("price_subtotal"))

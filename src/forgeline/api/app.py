@@ -20,6 +20,7 @@ from ..exceptions import BackendError
 from ..hub import Hub
 from ..security.ratelimit import Limit, RateRule, RateRules
 from .auth import authenticate, require
+from .business import install_business
 from .catalog import catalog, published
 from .events import json_response
 from .events import router as events_router
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         ),
     )
     install_identity(app)  # /oauth/token, JWKS, /v1/principals, /v1/audit
+    install_business(app)  # /v1/inventory, /v1/purchase-requests, /v1/customers, /v1/transactions
     # Every route under /v1 names the scope it needs; authenticating at the router too means
     # a route added without one still never answers an anonymous caller.
     guarded = [Depends(authenticate)]

@@ -1,4 +1,5 @@
-"""The simulated business addons (product, stock, mrp, sale, purchase, account).
+"""The simulated business addons (product, stock, mrp, sale, purchase, account, and what
+account and sale add to partners).
 
 Importing this package declares their models; ``install(env)`` creates the data installing
 them creates in a real database (warehouse WH, its locations, operation types and routes).
@@ -12,6 +13,7 @@ from . import (
     account,
     mrp,
     mrp_production,
+    partner,
     product,
     purchase,
     sale,
@@ -26,6 +28,7 @@ __all__ = [
     "install",
     "mrp",
     "mrp_production",
+    "partner",
     "product",
     "purchase",
     "sale",

@@ -238,8 +238,10 @@ class PurchaseOrderLine(Model):
 
     def _compute_amount(self) -> None:
         for line in self:
-            line.price_subtotal = line.product_qty * line.price_unit
-            line.price_total = line.price_subtotal
+            # One local: reading the field back inside its own compute would recompute it.
+            subtotal = line.product_qty * line.price_unit
+            line.price_subtotal = subtotal
+            line.price_total = subtotal
 
     def _compute_qty_received(self) -> None:
         for line in self:
