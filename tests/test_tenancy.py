@@ -203,3 +203,13 @@ async def test_subscription_changes_and_probes_are_in_the_tenants_audit_log(hubs
         # The probe is recorded in the prober's own log, as denied; it says nothing of acme's.
         assert [(e["action"], e["outcome"]) for e in theirs] == [("subscription.delete", "denied")]
     assert (await hubs.hub.security.verify_audit()).ok
+
+
+async def test_nobody_publishes_under_the_business_apis_source(hubs: Hubs) -> None:
+    """``api/<principal>`` is where POST /v1/transactions records; publishing there directly
+    could take another principal's transaction id."""
+    async with hubs.client("operator") as operator:
+        forged = {**_event("t-1"), "source": "api/p-acme"}
+        answer = await operator.post("/v1/events", json=forged)
+        assert answer.status_code == 403
+        assert (await operator.get("/v1/events/t-1")).status_code == 404

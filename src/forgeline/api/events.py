@@ -38,7 +38,7 @@ from ..route.subscription import _PATTERN_RE, compile_glob
 from ..security.access import OPERATOR, Caller
 from .auth import require
 
-__all__ = ["router"]
+__all__ = ["MAX_ID", "router"]
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -59,6 +59,11 @@ _PUBLISH_BODY = {
         "200": {"description": "Every event was a duplicate of one already stored."},
     },
 }
+
+
+#: The largest log position or row id a store holds (a signed 64-bit integer in SQLite and
+#: PostgreSQL): a larger one in a request is refused, never handed to a driver to overflow.
+MAX_ID = 2**63 - 1
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -95,6 +100,9 @@ def _admitted(event: Event, caller: Caller) -> Event:
         raise InvalidEvent(
             f"event {event.id!r}: the 'origin' extension is set by the hub, not by publishers"
         )
+    if event.source.startswith("api/"):
+        # The business APIs' own source (api/<principal>): a transaction's id is its key.
+        raise Forbidden(f"event {event.id!r}: sources under api/ are the hub's own")
     if not caller.may("events:publish", event.type):
         raise Forbidden(f"event {event.id!r}: your scopes do not allow publishing {event.type}")
     if caller.tenant is None:
@@ -156,7 +164,17 @@ def _binary_mode(request: Request, body: bytes) -> Event:
     return Event.from_dict(attributes)
 
 
-@router.get("/{event_id}", summary="One event, as CloudEvents structured JSON")
+@router.get(
+    "/{event_id}",
+    summary="One event, as CloudEvents structured JSON",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The event; its log position in the Forgeline-Position header",
+            "content": {STRUCTURED_CONTENT_TYPE: {"schema": _EVENT_SCHEMA}},
+        }
+    },
+)
 async def get_event(
     request: Request,
     event_id: str,
@@ -186,7 +204,7 @@ async def get_event(
 @router.get("", summary="Page through the log, filtered")
 async def list_events(
     request: Request,
-    after: Annotated[int, Query(ge=0, description="position to continue after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="position to continue after")] = 0,
     since: Annotated[datetime | None, Query(description="start at this time instead")] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
     type: Annotated[str | None, Query(description="type pattern, '*' matches any run")] = None,
