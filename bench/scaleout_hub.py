@@ -30,6 +30,8 @@ import nats.js.errors
 import orjson
 import psutil
 
+from forgeline.security.secretbox import new_master_key
+
 from . import profile
 from .events import make_event
 from .relay import (
@@ -47,6 +49,9 @@ from .relay import (
 FORGELINE = str(Path(sys.executable).parent / "forgeline")
 # ``forgeline serve --role worker`` runs on asyncio's default loop (``asyncio.run``) while
 # ``--role api`` gets uvloop from uvicorn; ``--worker-loop uvloop`` starts the same CLI with
+#: One master key for every process of a run: they share a store, so they share its secrets.
+MASTER_KEY = new_master_key()
+
 # uvloop's policy installed first, to price that difference.
 _UVLOOP_CLI = (
     "import asyncio, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
@@ -117,7 +122,14 @@ def spawn_cli(
         [*command, *args],
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **env},
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            # Processes sharing a store share the master key their secrets are sealed with.
+            "FORGELINE_MASTER_KEY": MASTER_KEY,
+            **env,
+        },
     )
     try:
         yield Proc(name, popen, log_path, log_file)

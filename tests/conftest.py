@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,7 +10,12 @@ import httpx
 import pytest
 
 from forgeline import Hub, Settings
+from forgeline.security.secretbox import new_master_key
 from forgeline.testing import Receiver, running_hub
+
+# Processes that share a store must share a master key (secrets at rest are sealed with it):
+# as a deployment would, every hub this test run starts, in-process or not, gets one.
+os.environ.setdefault("FORGELINE_MASTER_KEY", new_master_key())
 
 
 @pytest.fixture

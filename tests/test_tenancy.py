@@ -213,3 +213,24 @@ async def test_nobody_publishes_under_the_business_apis_source(hubs: Hubs) -> No
         answer = await operator.post("/v1/events", json=forged)
         assert answer.status_code == 403
         assert (await operator.get("/v1/events/t-1")).status_code == 404
+
+
+async def test_sink_credentials_given_over_the_api_are_sealed_at_rest(hubs: Hubs) -> None:
+    """Secrets at rest: the bearer token of a subscription made over the API is stored sealed
+    with the hub's master key, and opened only to send it."""
+    spec = {
+        "name": "with-token",
+        "types": ["production.*"],
+        "sink": {"url": hubs.receiver.url("/auth"), "auth": {"type": "bearer", "token": "s3cr3t"}},
+    }
+    async with hubs.client("acme-admin") as acme:
+        assert (await acme.post("/v1/subscriptions", json=spec)).status_code == 201
+        await acme.post("/v1/events", json=_event("s-1"))
+        await hubs.receiver.wait_for(1, path="/auth")
+    (got,) = [r for r in hubs.receiver.accepted if r.path == "/auth"]
+    assert got.headers["Authorization"] == "Bearer s3cr3t"
+    (stored,) = [
+        s for s in await hubs.hub.store.list_subscriptions() if s.spec.name == "with-token"
+    ]
+    token = stored.spec.sink.auth.token  # type: ignore[union-attr]
+    assert token.startswith("sealed:") and "s3cr3t" not in stored.spec.model_dump_json()

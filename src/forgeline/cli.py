@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from . import cli_plant, cli_security
+from . import cli_plant, cli_security, cli_webhooks
 from ._cli import DataDir, err, fail, out
 from .cli_serve import serve
 from .envelope import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, Event
@@ -53,6 +53,7 @@ app.add_typer(subs_app, name="subs")
 app.add_typer(dlq_app, name="dlq")
 cli_plant.register(app)
 cli_security.register(app)
+app.add_typer(cli_webhooks.app, name="webhooks")
 app.command()(serve)
 
 

@@ -58,6 +58,12 @@ class Settings:
     ratelimit_on_outage: Literal["local", "closed"] = "local"
     cors_origins: tuple[str, ...] = ()
     force_hsts: bool = False
+    # Outbound webhooks: networks they may reach despite the SSRF rules (plus the CIDRs in
+    # FORGELINE_EGRESS_ALLOW), https only, and how long an endpoint may fail before it is
+    # disabled (seconds).
+    egress_allow: tuple[str, ...] = ()
+    egress_https_only: bool = False
+    webhook_disable_after: float = 5 * 86_400.0
     # The config's subscriptions, then one per target of each of its flows.
     subscriptions: tuple[SubscriptionSpec, ...] = field(default_factory=tuple)
     systems: dict[str, SystemSpec] = field(default_factory=dict)
@@ -156,6 +162,9 @@ _HUB_KEYS = {
     "ratelimit_on_outage": str,
     "cors_origins": tuple,
     "force_hsts": bool,
+    "egress_allow": tuple,
+    "egress_https_only": bool,
+    "webhook_disable_after": float,
 }
 
 

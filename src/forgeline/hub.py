@@ -26,7 +26,7 @@ from .deliver.dispatcher import Dispatcher
 from .deliver.sinks import HttpSender
 from .deliver.transform import Transform
 from .envelope import Event
-from .exceptions import BackendError, Conflict, ForgelineError, InvalidSubscription
+from .exceptions import BackendError, ConfigError, Conflict, ForgelineError, InvalidSubscription
 from .log import Appended, EventLog, open_log
 from .metrics import Metrics
 from .origins import Origins
@@ -43,8 +43,13 @@ from .sources import OdooSources
 from .sources_files import FileSources
 from .sources_mqtt import MqttSources
 from .store import DeadLetterFilter, Store, Subscription, open_store
+from .systems import set_unsealer
+from .webhooks.endpoints import Webhooks
 
-__all__ = ["Hub"]
+__all__ = ["SINK_SECRET", "Hub"]
+
+#: The context sink credentials given over the API are sealed under (``api/subscriptions``).
+SINK_SECRET = b"subscription-sink-secret"
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,10 @@ class Hub(AsyncResource):
             xref=self.xref,
             publish=self.publish,
         )
+        # Outbound webhook endpoints: subscriptions with signing secrets and endpoint state.
+        self.webhooks = Webhooks.from_settings(
+            settings, head=self.log.head, publish=self.publish, changed=self._changed
+        )
         self.dispatcher = Dispatcher(
             self.log,
             self.store,
@@ -115,6 +124,7 @@ class Hub(AsyncResource):
             connections=self.connections,
             transform=self.transform,
             xref=self.xref,
+            webhooks=self.webhooks.sender,
         )
         self.router = Router(
             self.log,
@@ -154,11 +164,13 @@ class Hub(AsyncResource):
     async def _start(self) -> None:
         await self.log.open()
         await self.store.open()
+        await self.webhooks.open()
         await self.sender.open()
         await self.security.open()
         # After the data-dir lock: it may create the dev master key file there.
         self.authority = Authority.from_settings(self.settings, self.security)
         await self.authority.start()
+        set_unsealer(self._unseal)
         if self.settings.role != "api":
             await self.xref.open()
         if self.settings.embedded:
@@ -199,6 +211,7 @@ class Hub(AsyncResource):
         await self.security.aclose()
         await self.limiter.aclose()
         await self.sender.aclose()
+        await self.webhooks.aclose()
         await self.connections.aclose()
         await self.store.aclose()
         await self.log.aclose()
@@ -241,6 +254,12 @@ class Hub(AsyncResource):
                     await asyncio.sleep(1.0)
 
         return asyncio.create_task(guarded(), name=name)
+
+    def _unseal(self, sealed: str) -> str:
+        """A sink credential given over the API, opened with this hub's master keys."""
+        if self.authority is None:
+            raise ConfigError("the hub's master key is not loaded")
+        return self.authority.box.open(sealed, context=SINK_SECRET).decode()
 
     async def identify(self, credential: str) -> Caller | None:
         """The caller a credential (an API key or an access token) stands for, if any."""

@@ -12,6 +12,7 @@ API answer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -29,9 +30,10 @@ from pydantic import (
 from .connectors.files.config import FilesSystem
 from .connectors.mqtt.config import MqttSystem
 from .connectors.webhook.config import WebhookSystem
-from .exceptions import ConfigError
+from .exceptions import ConfigError, ForgelineError
 
 __all__ = [
+    "SEALED",
     "SYSTEM_KINDS",
     "FilesSystem",
     "MqttSystem",
@@ -40,16 +42,44 @@ __all__ = [
     "SystemSpec",
     "WebhookSystem",
     "resolve_secret",
+    "set_unsealer",
     "system_spec",
 ]
 
 
+#: What opens ``sealed:`` secrets: one opener per hub started in this process (each has its
+#: master keys; tests run several hubs in one process), tried in turn.
+_unsealers: list[Callable[[str], str]] = []
+
+#: Subscriptions made over the API keep their sink credentials sealed at rest under this.
+SEALED = "sealed:"
+
+
+def set_unsealer(unseal: Callable[[str], str]) -> None:
+    """Add a way this process opens ``sealed:`` secrets (a hub's master keys)."""
+    if unseal not in _unsealers:
+        _unsealers.append(unseal)
+
+
+def _unsealed(sealed: str) -> str:
+    for unseal in reversed(_unsealers):
+        try:
+            return unseal(sealed)
+        except ForgelineError:
+            continue  # sealed by another hub's keys (or tampered): try the next
+    raise ConfigError("a sealed secret that none of this process's master keys opens")
+
+
 def resolve_secret(reference: str, *, env: dict[str, str] | None = None) -> str:
-    """The value behind ``env:NAME`` or ``file:/path``; any other text is the value itself.
+    """The value behind ``env:NAME``, ``file:/path`` or ``sealed:…`` (a credential given over
+    the API, sealed with the hub's master key before it was stored); any other text is the
+    value itself.
 
     Inline values are accepted for local tries and tests; configs meant for production
     reference a variable or a file.
     """
+    if reference.startswith(SEALED):
+        return _unsealed(reference[len(SEALED) :])
     env = dict(os.environ) if env is None else env
     if reference.startswith("env:"):
         name = reference[4:]

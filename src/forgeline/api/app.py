@@ -29,6 +29,7 @@ from .hygiene import RateLimitGuard, install_hygiene
 from .identity import install_identity
 from .problems import BodyLimit, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
+from .webhooks import install_webhooks
 
 __all__ = ["add_operations", "create_app", "create_ops_app"]
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.include_router(events_router, dependencies=guarded)
     app.include_router(subscriptions, dependencies=guarded)
     app.include_router(deadletters, dependencies=guarded)
+    install_webhooks(app)  # /v1/webhooks/endpoints
     app.include_router(catalog, dependencies=[Depends(require("catalog:read"))])
     app.include_router(published)  # /asyncapi.json: open, like /openapi.json
     app.include_router(hooks)  # authenticated per hook, by its own secret

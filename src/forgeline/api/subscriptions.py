@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from ..exceptions import Conflict, InvalidSubscription, NotFound
-from ..hub import Hub
+from ..hub import SINK_SECRET, Hub
 from ..log import EventLog
 from ..route.subscription import SubscriptionSpec
 from ..security.access import Caller
 from ..security.auditing import audited
 from ..store import DeadLetterFilter, Delivery, Subscription
+from ..systems import SEALED
 from .auth import require
-from .events import event_filter, json_response
+from .events import MAX_ID, event_filter, json_response
 
 __all__ = ["deadletters", "subscriptions"]
 
@@ -53,6 +54,31 @@ def _tenanted(spec: SubscriptionSpec, caller: Caller) -> SubscriptionSpec:
     if spec.tenant is not None:
         raise InvalidSubscription("tenant is set by the hub from your credentials")
     return spec.model_copy(update={"tenant": caller.tenant})
+
+
+#: Where the credentials sit in a sink, by auth type: what is sealed before it is stored.
+_SECRET_FIELDS = {
+    "bearer": "token",
+    "basic": "password",
+    "header": "value",
+    "oauth2": "client_secret",
+}
+
+
+def _sealed(spec: SubscriptionSpec, hub: Hub) -> SubscriptionSpec:
+    """``spec`` with its sink's credentials sealed with the hub's master key: a subscription
+    made over the API stores no secret in clear (they are opened at each delivery)."""
+    if hub.authority is None:
+        return spec
+    box = hub.authority.box
+    sink = spec.sink.model_dump()
+    holder = sink.get("rest", sink)  # an HTTP sink's auth is on the sink, a REST sink's inside
+    auth = holder.get("auth") if isinstance(holder, dict) else None
+    name = _SECRET_FIELDS.get(auth.get("type", "")) if isinstance(auth, dict) else None
+    if auth is None or name is None or str(auth.get(name, "")).startswith(SEALED):
+        return spec
+    auth[name] = SEALED + box.seal(str(auth[name]).encode(), context=SINK_SECRET)
+    return spec.model_copy(update={"sink": type(spec.sink).model_validate(sink)})
 
 
 def subscription_json(sub: Subscription) -> dict[str, Any]:
@@ -101,7 +127,7 @@ async def create_subscription(request: Request, spec: SubscriptionSpec, caller: 
     _no_host_references(spec)
     hub = _hub(request)
     async with audited(hub, caller, "subscription.create", tenant=caller.tenant) as action:
-        sub = await hub.create_subscription(_tenanted(spec, caller))
+        sub = await hub.create_subscription(_sealed(_tenanted(spec, caller), hub))
         action.target, action.detail = sub.id, {"name": sub.spec.name}
     return json_response(
         subscription_json(sub), 201, headers={"Location": f"/v1/subscriptions/{sub.id}"}
@@ -139,7 +165,7 @@ async def update_subscription(
         action.target, action.tenant = current.id, current.spec.tenant
         if caller.tenant is None and spec.tenant is None:
             spec = spec.model_copy(update={"tenant": current.spec.tenant})  # keep its tenant
-        updated = await hub.update_subscription(current.id, _tenanted(spec, caller))
+        updated = await hub.update_subscription(current.id, _sealed(_tenanted(spec, caller), hub))
         action.detail = {"name": updated.spec.name}
     return json_response(subscription_json(updated))
 
@@ -159,8 +185,8 @@ class ReplayRange(BaseModel):
     """A log range, by position or by time, optionally filtered."""
 
     model_config = ConfigDict(extra="forbid")
-    after: int = Field(default=0, ge=0, description="replay positions after this one")
-    until: int | None = Field(default=None, ge=0, description="up to and including")
+    after: int = Field(default=0, ge=0, le=MAX_ID, description="replay positions after this one")
+    until: int | None = Field(default=None, ge=0, le=MAX_ID, description="up to and including")
     since: datetime | None = Field(default=None, description="replay events logged from then")
     until_time: datetime | None = Field(default=None, description="… and logged before then")
     type: str | None = Field(default=None, description="type pattern")
@@ -168,7 +194,9 @@ class ReplayRange(BaseModel):
     subject: str | None = None
 
 
-@subscriptions.post("/{id}/replay", summary="Deliver a log range to this subscription again")
+@subscriptions.post(
+    "/{id}/replay", status_code=202, summary="Deliver a log range to this subscription again"
+)
 async def replay_range(request: Request, id: str, body: ReplayRange, caller: Writer) -> Response:
     hub = _hub(request)
     async with audited(hub, caller, "subscription.replay", target=id) as action:
@@ -224,13 +252,18 @@ async def delivery_json(delivery: Delivery, log: EventLog | None = None) -> dict
     return body
 
 
+DeadLetterId = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: A dead letter's id in a path: bounded like a stored one (SQLite would overflow, not miss).
+DeadLetterPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
 class DeadLetterQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subscription: str | None = Field(default=None, description="id or name")
     type: str | None = Field(default=None, description="event type pattern")
     since: datetime | None = Field(default=None, description="dead since")
     until: datetime | None = None
-    ids: list[int] | None = Field(default=None, max_length=10_000)
+    ids: list[DeadLetterId] | None = Field(default=None, max_length=10_000)
 
 
 class Discard(DeadLetterQuery):
@@ -267,7 +300,9 @@ async def list_dead_letters(
     subscription: Annotated[str | None, Query()] = None,
     type: Annotated[str | None, Query()] = None,
     since: Annotated[datetime | None, Query()] = None,
-    after: Annotated[int, Query(ge=0, description="continue after this dead letter id")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="continue after this dead letter id")
+    ] = 0,
     limit: Annotated[int, Query(ge=1)] = 100,
     *,
     caller: DeadReader,
@@ -286,13 +321,13 @@ async def list_dead_letters(
 
 
 @deadletters.get("/{id}", summary="A dead letter with every attempt and the event")
-async def get_dead_letter(request: Request, id: int, caller: DeadReader) -> Response:
+async def get_dead_letter(request: Request, id: DeadLetterPath, caller: DeadReader) -> Response:
     hub = _hub(request)
     return json_response(await delivery_json(await _delivery(hub, caller, id), hub.log))
 
 
-@deadletters.post("/{id}/replay", summary="Deliver one dead letter again")
-async def replay_dead_letter(request: Request, id: int, caller: DeadWriter) -> Response:
+@deadletters.post("/{id}/replay", status_code=202, summary="Deliver one dead letter again")
+async def replay_dead_letter(request: Request, id: DeadLetterPath, caller: DeadWriter) -> Response:
     hub = _hub(request)
     async with audited(hub, caller, "deadletter.replay", target=str(id)):
         await _must_be_dead(hub, caller, id)
@@ -302,7 +337,7 @@ async def replay_dead_letter(request: Request, id: int, caller: DeadWriter) -> R
 
 @deadletters.post("/{id}/discard", summary="Discard one dead letter, with a reason")
 async def discard_dead_letter(
-    request: Request, id: int, body: Reason, caller: DeadWriter
+    request: Request, id: DeadLetterPath, body: Reason, caller: DeadWriter
 ) -> Response:
     hub = _hub(request)
     async with audited(hub, caller, "deadletter.discard", target=str(id)) as action:
@@ -312,7 +347,9 @@ async def discard_dead_letter(
     return json_response({"discarded": count})
 
 
-@deadletters.post("/replay", summary="Deliver every dead letter matching a filter again")
+@deadletters.post(
+    "/replay", status_code=202, summary="Deliver every dead letter matching a filter again"
+)
 async def replay_dead_letters(
     request: Request, body: DeadLetterQuery, caller: DeadWriter
 ) -> Response:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..connections import Connections
 from ..envelope import Event
@@ -29,16 +29,19 @@ from ..exceptions import (
 from ..log import EventLog
 from ..metrics import Metrics
 from ..route.router import SubscriptionTable
-from ..route.subscription import FileSink, HttpSink, MqttSink, OdooSink, RestSink
+from ..route.subscription import FileSink, HttpSink, MqttSink, OdooSink, RestSink, WebhookSink
 from ..store import Claim, Outcome, Store, Subscription
 from ..store.base import Attempt
 from .files import deliver_to_file
 from .mqtt import deliver_to_mqtt
 from .odoo import Binder, deliver_to_odoo
 from .rest import RestSender
-from .retry import next_attempt_at
+from .retry import Pacer, next_attempt_at
 from .sinks import HttpSender, publish_derived
 from .transform import Transform
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookSender
 
 __all__ = ["Dispatcher"]
 
@@ -63,8 +66,11 @@ class Dispatcher:
         connections: Connections | None = None,
         transform: Transform | None = None,
         xref: Binder | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self._log = log
+        #: Signs and posts to webhook endpoints (``WebhookSink``); the hub wires it.
+        self.webhooks = webhooks
         self._transform = transform
         self._xref = xref
         self._connections = connections or Connections({})
@@ -75,6 +81,7 @@ class Dispatcher:
         self._metrics = metrics
         self.owner = owner
         self._inflight: dict[str, int] = defaultdict(int)
+        self._pacer = Pacer()  # policy.rate_limit
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -106,6 +113,9 @@ class Dispatcher:
                 # future due time (a retry) needs a timer. Polling it would spin when busy.
                 now = time.time()
                 timeout = _IDLE_POLL if due is None or due <= now else min(_IDLE_POLL, due - now)
+                paced = self._next_paced(now)  # a rate-limited subscription's next slot
+                if paced is not None:
+                    timeout = min(timeout, paced - now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
@@ -123,7 +133,14 @@ class Dispatcher:
     async def _claim_round(self) -> int:
         now = time.time()
         wanted = [
-            (sub, min(_MAX_CLAIM, sub.spec.policy.concurrency - self._inflight[sub.id]))
+            (
+                sub,
+                min(
+                    _MAX_CLAIM,
+                    sub.spec.policy.concurrency - self._inflight[sub.id],
+                    self._pacer.room(sub.id, sub.spec.policy.rate_limit, now),
+                ),
+            )
             for sub in self._table.active()
         ]
         wanted = [(sub, room) for sub, room in wanted if room > 0]
@@ -144,12 +161,21 @@ class Dispatcher:
         records = await self._log.get_many([claim.position for claim in claims])
         events = {record.position: (record.event, record.recorded_at) for record in records}
         for (sub, _), batch in zip(wanted, batches, strict=True):
+            self._pacer.take(sub.id, sub.spec.policy.rate_limit, len(batch), now)
             for claim in batch:
                 self._inflight[sub.id] += 1
                 task = asyncio.create_task(self._attempt(sub, claim, events.get(claim.position)))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         return len(claims)
+
+    def _next_paced(self, now: float) -> float | None:
+        slots = [
+            self._pacer.next_free(sub.id, sub.spec.policy.rate_limit, now)
+            for sub in self._table.active()
+            if sub.spec.policy.rate_limit is not None
+        ]
+        return min((slot for slot in slots if slot is not None), default=None)
 
     async def _attempt(
         self, sub: Subscription, claim: Claim, found: tuple[Event, float] | None
@@ -170,6 +196,12 @@ class Dispatcher:
                 status = (await self._sender.send(sink, event, policy.timeout)).status
             elif isinstance(sink, RestSink):
                 status = (await self._rest.send(sink.rest, event, policy.timeout)).status
+            elif isinstance(sink, WebhookSink):
+                # Signing, 410 (disables the endpoint), "Webhook-Delivery: abort" and the
+                # endpoint's failing streak are the sender's: it raises what the rest means.
+                if self.webhooks is None:
+                    raise TransientDeliveryError("webhook endpoints are not wired in this hub")
+                status = (await self.webhooks.send(sub, event, policy.timeout)).status
             elif isinstance(sink, OdooSink | MqttSink | FileSink):
                 if isinstance(sink, OdooSink):
                     peer = "Odoo"

@@ -24,6 +24,7 @@ from ..envelope import STRUCTURED_CONTENT_TYPE, Event
 from ..exceptions import PermanentDeliveryError, TransientDeliveryError
 from ..log import EventLog
 from ..route.subscription import HttpSink, PublishSink
+from ..systems import resolve_secret
 from .paths import event_path
 
 __all__ = [
@@ -84,12 +85,12 @@ class HttpSender:
         auth = sink.auth
         if auth is not None:
             if auth.type == "bearer":
-                headers["Authorization"] = f"Bearer {auth.token}"
+                headers["Authorization"] = f"Bearer {resolve_secret(auth.token)}"
             elif auth.type == "basic":
-                pair = f"{auth.username}:{auth.password}".encode()
+                pair = f"{auth.username}:{resolve_secret(auth.password)}".encode()
                 headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
             else:
-                headers[auth.name] = auth.value
+                headers[auth.name] = resolve_secret(auth.value)
         try:
             async with self._session.post(
                 sink.url,

@@ -2,9 +2,9 @@
 
 A subscription is a filter (type patterns, source, subject, an expression over the event), a
 sink (an HTTP endpoint, a templated REST call, "publish a new event", an action in an Odoo
-system, a publish to an MQTT system's broker, or files in a files system's outbox) and a
-delivery policy. Everything is checked when the subscription is created, so a bad one is
-refused then, not when it first fires.
+system, a publish to an MQTT system's broker, files in a files system's outbox, or a signed
+webhook endpoint) and a delivery policy. Everything is checked when the subscription is
+created, so a bad one is refused then, not when it first fires.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ __all__ = [
     "RetryPolicy",
     "SubscriptionSpec",
     "TemplateBody",
+    "WebhookSink",
+    "WebhookTarget",
     "XrefBinding",
     "compile_glob",
     "event_placeholder",
@@ -274,8 +276,30 @@ class FileSink(_Strict):
         return self.model_dump()
 
 
+class WebhookTarget(_Strict):
+    endpoint: str = Field(
+        pattern=r"^ep_[0-9A-HJKMNP-TV-Z]{26}$", description="a webhook endpoint's id (ep_…)"
+    )
+
+
+class WebhookSink(_Strict):
+    """POST to a webhook endpoint (``webhook: {endpoint: ep_…}``), signed the Standard
+    Webhooks way with the endpoint's secrets. The endpoint (``forgeline.webhooks``) holds the
+    URL and the secrets; the subscription holds what every sink has: filter, map, policy."""
+
+    webhook: WebhookTarget
+
+    def redacted(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+# One retry's delay in an explicit schedule: up to a week.
+_Delay = Annotated[float, Field(ge=0, le=7 * 86_400)]
+
+
 class RetryPolicy(_Strict):
-    """Capped exponential backoff with jitter: delay n = min(max_delay, initial * factor^n)."""
+    """Capped exponential backoff with jitter: delay n = min(max_delay, initial * factor^n);
+    or, with ``schedule``, the delays written out (the webhook endpoints' default)."""
 
     initial_delay: float = Field(default=1.0, ge=0, le=86_400)
     multiplier: float = Field(default=2.0, ge=1, le=10)
@@ -286,6 +310,13 @@ class RetryPolicy(_Strict):
     max_age: float = Field(
         default=86_400.0, gt=0, description="seconds after which a delivery is dead"
     )
+    schedule: list[_Delay] | None = Field(
+        default=None,
+        max_length=100,
+        description="explicit delays (s): the n-th failed attempt waits schedule[n-1], and "
+        "the one after the last is dead (max_attempts still caps). Replaces the backoff; "
+        "jitter still applies and max_delay caps only a Retry-After",
+    )
 
 
 class DeliveryPolicy(_Strict):
@@ -293,6 +324,12 @@ class DeliveryPolicy(_Strict):
     timeout: float = Field(default=10.0, gt=0, le=300, description="seconds per attempt")
     ordering: Literal["none", "key"] = "none"
     concurrency: int = Field(default=32, ge=1, le=1024)
+    rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="attempts per second at most (per worker process, as concurrency is)",
+    )
     on_dead: Literal["skip", "block"] = Field(
         "skip", description="with ordering 'key': 'block' holds the key's later events"
     )
@@ -306,7 +343,7 @@ class SubscriptionSpec(_Strict):
     filter: str | None = Field(
         default=None, max_length=1000, description="expression over the event"
     )
-    sink: HttpSink | RestSink | PublishSink | OdooSink | MqttSink | FileSink
+    sink: HttpSink | RestSink | PublishSink | OdooSink | MqttSink | FileSink | WebhookSink
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     enabled: bool = True
     map: dict[str, Any] | str | None = Field(

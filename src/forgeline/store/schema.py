@@ -13,7 +13,8 @@ there so operators can query it.
 Tables by revision: ``0001`` subscriptions, cursors, deliveries, attempts; ``0002`` xrefs
 (the cross-reference of ids per system and canonical ids, used by ``forgeline.ownership``);
 ``0003`` principals, credentials, signing_keys, idempotency_keys, audit_log, audit_head (the
-security store, ``forgeline.security.store``).
+security store, ``forgeline.security.store``); ``0004`` webhook_endpoints, webhook_secrets
+(outbound webhook endpoints, ``forgeline.webhooks.endpoint_store``).
 """
 
 from __future__ import annotations
@@ -235,6 +236,57 @@ audit_head = sa.Table(
     sa.Column("seq", Int64, nullable=False),
     sa.Column("hash", sa.Text, nullable=False),
     sa.CheckConstraint("id = 1", name="audit_head_one_row"),
+)
+
+# -- 0004: outbound webhook endpoints (forgeline.webhooks.endpoint_store) ----------------------
+
+# An endpoint is a subscription (filter, map, policy, its deliveries) plus what a webhook
+# receiver is promised: a URL, secrets, a description and metadata. One row per subscription,
+# dropped with it. ``failing_since``: the first failed attempt since the last success (the
+# auto-disable clock). Whether it is enabled is the subscription's ``enabled``; ``disabled_at``
+# and ``disabled_reason`` say when and why it was turned off.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant", sa.Text),
+    sa.Column(
+        "sub_id",
+        sa.Text,
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("metadata", Spec, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("disabled_at", Epoch),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("failing_since", Epoch),
+    sa.UniqueConstraint("sub_id", name="webhook_endpoints_sub"),
+    sa.Index("webhook_endpoints_tenant", "tenant", "id"),
+)
+
+# An endpoint's signing secrets: ``v1`` (an HMAC ``whsec_`` secret) or ``v1a`` (an Ed25519
+# ``whsk_`` private key, its ``whpk_`` public key in clear), always sealed (secretbox). Every
+# one not past ``expires_at`` signs: a rotation shortens the old one's life to the overlap.
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column(
+        "endpoint_id",
+        sa.Text,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("public_key", sa.Text),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("expires_at", Epoch),
+    sa.Index("webhook_secrets_endpoint", "endpoint_id", "created_at"),
 )
 
 # Alembic's own shape for its version table, so a database created here can be upgraded by it.

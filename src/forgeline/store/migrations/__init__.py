@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: The newest revision; a database here needs nothing done.
-HEAD = "0003"
+HEAD = "0004"
 #: The schema SQLite stores had before they recorded a version.
 BASELINE = "0001"
 #: Where a database records its revision (Alembic's version table, under our name).

@@ -1,0 +1,354 @@
+"""Webhooks, out and in: ``python -m bench.webhooks``.
+
+Three processes on 127.0.0.1, as ``bench.relay``: this load generator, the hub (this module
+run as ``--hub``: uvicorn + uvloop + httptools, with the webhook endpoints wired) and a
+receiver (``bench.receiver``: aiohttp answering 204). Loopback is allowed to the hub's
+egress policy (``FORGELINE_EGRESS_ALLOW=127.0.0.0/8``), as an operator allows a plant network.
+
+1. Outbound: one endpoint (the defaults: 32 deliveries in flight) receives N events published
+   in batches of 500; signed deliveries/s at the receiver, first arrival to last. Raw limit,
+   same run: the fastest plain client measured (aiohttp and httpx; DESIGN.md §6) POSTing the
+   same bodies, with the same Standard Webhooks headers made in advance, straight to the
+   receiver with the same limit of 32 connections and requests in flight. Target: >= 0.5x.
+   Every delivery is checked to have come once (no retries). Beside it, the same N events
+   through a plain ``sink: {url}`` subscription with the same policy: what the delivery
+   engine itself does on this machine, so the webhook's own cost (signing, the egress
+   policy's checks, the endpoint's bookkeeping) is the difference between the two rows.
+2. Inbound: ``POST /hooks/partner``, a ``kind: webhook`` system verified by ``standard`` (a
+   ``whsec_`` secret): each request is verified, its event made durable in the log, then
+   answered 202. Requests/s and p50/p99 of the answer, closed loop with 16 in flight; the
+   requests are signed before the clock starts (their timestamps are well inside tolerance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+
+from forgeline.webhooks.signing import new_symmetric_secret, signature_headers
+
+from .events import make_event
+from .relay import Proc, free_port, percentile, spawn, wait_delivered, wait_http
+
+DELIVERY_CONCURRENCY = 32  # the endpoint's policy.concurrency (the default)
+BATCH = 500
+EVENT_TYPE = "production.completed.v1"
+PLAIN_TYPE = "bench.plain.v1"
+
+
+@dataclass
+class Config:
+    events: int = 10_000
+    inbound: int = 5_000
+    inbound_concurrency: int = 16
+
+
+# -- the hub process -------------------------------------------------------------------------
+
+
+def serve_hub(data_dir: Path, port: int, config_file: Path) -> None:
+    """The hub with its webhook endpoints: wired here only while ``Hub`` does not do it."""
+    import uvicorn
+
+    from forgeline.api import app as app_module
+    from forgeline.api.webhooks import install_webhooks
+    from forgeline.config import Settings
+    from forgeline.hub import Hub
+    from forgeline.webhooks.endpoints import Webhooks
+
+    class WiredHub(Hub):
+        def __init__(self, settings: Settings) -> None:
+            super().__init__(settings)
+            self._wiring = getattr(self, "webhooks", None) is None
+            if self._wiring:
+                self.webhooks = Webhooks.from_settings(
+                    settings, head=self.log.head, publish=self.publish, changed=self._changed
+                )
+                self.dispatcher.webhooks = self.webhooks.sender
+
+        async def _start(self) -> None:
+            if self._wiring:
+                await self.webhooks.open()
+            await super()._start()
+
+        async def stop(self) -> None:
+            await super().stop()
+            if self._wiring:
+                await self.webhooks.aclose()
+
+    app_module.Hub = WiredHub  # type: ignore[misc]
+    settings = Settings.load(env={}, config_file=config_file, data_dir=data_dir, port=port)
+    app = app_module.create_app(settings)
+    install_webhooks(app)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning"
+    )
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+
+async def closed_loop(
+    count: int, concurrency: int, send: Callable[[int], Awaitable[None]]
+) -> float:
+    """``send(0..count-1)`` with ``concurrency`` workers; the seconds taken."""
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            await send(index)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
+def signed_bodies(count: int, phase: str, secret: str) -> list[tuple[bytes, dict[str, str]]]:
+    """What the engine sends: the CloudEvent as JSON, and its Standard Webhooks headers."""
+    prepared = []
+    for index in range(count):
+        event = make_event(index, phase)
+        body = orjson.dumps(event)
+        headers = signature_headers(event["id"], body, [secret])
+        headers |= {"Content-Type": "application/json", "User-Agent": "bench"}
+        prepared.append((body, headers))
+    return prepared
+
+
+async def raw_aiohttp(url: str, prepared: list[tuple[bytes, dict[str, str]]]) -> float:
+    connector = aiohttp.TCPConnector(limit=DELIVERY_CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def send(index: int) -> None:
+            body, headers = prepared[index]
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status >= 300:
+                    raise RuntimeError(f"raw aiohttp: HTTP {response.status}")
+
+        seconds = await closed_loop(len(prepared), DELIVERY_CONCURRENCY, send)
+    return len(prepared) / seconds
+
+
+async def raw_httpx(url: str, prepared: list[tuple[bytes, dict[str, str]]]) -> float:
+    limits = httpx.Limits(max_connections=DELIVERY_CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def send(index: int) -> None:
+            body, headers = prepared[index]
+            response = await client.post(url, content=body, headers=headers)
+            if response.status_code >= 300:
+                raise RuntimeError(f"raw httpx: HTTP {response.status_code}")
+
+        seconds = await closed_loop(len(prepared), DELIVERY_CONCURRENCY, send)
+    return len(prepared) / seconds
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+async def run(config: Config, log: Callable[[str], None] = print) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="forgeline-bench-webhooks-"))
+    inbound_secret = new_symmetric_secret()
+    (workdir / "forgeline.yaml").write_text(
+        "systems:\n"
+        "  partner:\n"
+        "    kind: webhook\n"
+        "    type: partner.message.v1\n"
+        f"    verify: {{standard: {{secret: '{inbound_secret}'}}}}\n"
+    )
+    os.environ["FORGELINE_EGRESS_ALLOW"] = "127.0.0.0/8"  # the children inherit it
+    try:
+        hub_port, receiver_port = free_port(), free_port()
+        hub_args = (str(workdir / "data"), str(hub_port), str(workdir / "forgeline.yaml"))
+        with (
+            spawn("receiver", "bench.receiver", str(receiver_port), workdir=workdir) as receiver,
+            spawn("hub", "bench.webhooks", "--hub", *hub_args, workdir=workdir) as hub,
+        ):
+            return await _measure(config, hub, receiver, hub_port, receiver_port, workdir, log,
+                                  inbound_secret)  # fmt: skip
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _measure(
+    config: Config,
+    hub: Proc,
+    receiver: Proc,
+    hub_port: int,
+    receiver_port: int,
+    workdir: Path,
+    log: Callable[[str], None],
+    inbound_secret: str,
+) -> dict[str, Any]:
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    sink = f"http://127.0.0.1:{receiver_port}"
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await wait_http(session, f"{sink}/stats", receiver, 30)
+        await wait_http(session, f"{hub_url}/readyz", hub, 30)
+        key = (workdir / "data" / "admin.key").read_text().strip()
+        auth = {"Authorization": f"Bearer {key}"}
+
+        # Raw limits first, with headers signed by a secret of our own (same sizes).
+        secret = new_symmetric_secret()
+        await raw_aiohttp(f"{sink}/raw", signed_bodies(500, "warmup-raw", secret))
+        log(f"raw: {config.events:,} signed POSTs straight to the receiver, 32 in flight")
+        raw = {
+            "aiohttp": await raw_aiohttp(
+                f"{sink}/raw", signed_bodies(config.events, "raw", secret)
+            ),
+            "httpx": await raw_httpx(f"{sink}/raw", signed_bodies(config.events, "raw-x", secret)),
+        }
+        fastest = max(raw, key=lambda name: raw[name])
+        log(", ".join(f"{name} {rate:,.0f}/s" for name, rate in raw.items()))
+
+        endpoint = {"url": f"{sink}/engine", "types": [EVENT_TYPE]}
+        async with session.post(
+            f"{hub_url}/v1/webhooks/endpoints", json=endpoint, headers=auth
+        ) as answer:
+            if answer.status != 201:
+                raise RuntimeError(f"endpoint refused: {answer.status} {await answer.text()}")
+
+        plain = {"name": "plain", "types": [PLAIN_TYPE], "sink": {"url": f"{sink}/plain"}}
+        async with session.post(f"{hub_url}/v1/subscriptions", json=plain, headers=auth) as answer:
+            if answer.status != 201:
+                raise RuntimeError(f"subscription refused: {answer.status} {await answer.text()}")
+
+        async def publish(phase: str, count: int, type: str = EVENT_TYPE) -> None:
+            batches = [
+                orjson.dumps(
+                    [make_event(n, phase) | {"type": type} for n in range(i, min(count, i + BATCH))]
+                )
+                for i in range(0, count, BATCH)
+            ]
+            headers = {**auth, "Content-Type": "application/cloudevents-batch+json"}
+
+            async def post(index: int) -> None:
+                url = f"{hub_url}/v1/events"
+                async with session.post(url, data=batches[index], headers=headers) as response:
+                    if response.status != 201:
+                        raise RuntimeError(f"publish: {response.status} {await response.text()}")
+
+            await closed_loop(len(batches), 4, post)
+
+        await publish("warmup", 500)
+        await publish("warmup-plain", 500, PLAIN_TYPE)
+        await wait_delivered(session, sink, "warmup", 500, 60)
+        await wait_delivered(session, sink, "warmup-plain", 500, 60)
+        log(f"engine, plain sink: {config.events:,} events through one subscription")
+        await publish("plain", config.events, PLAIN_TYPE)
+        plain_stats = await wait_delivered(session, sink, "plain", config.events, 300)
+        plain_rate = plain_stats["unique"] / max(1e-9, plain_stats["last"] - plain_stats["first"])
+        log(f"engine, plain sink: {plain_rate:,.0f} deliveries/s")
+        log(f"engine: {config.events:,} events through one endpoint")
+        await publish("engine", config.events)
+        stats = await wait_delivered(session, sink, "engine", config.events, 300)
+        if stats["unique"] < config.events:
+            raise RuntimeError(f"only {stats['unique']} of {config.events} delivered")
+        engine_rate = stats["unique"] / max(1e-9, stats["last"] - stats["first"])
+        log(f"engine: {engine_rate:,.0f} signed deliveries/s ({stats['requests']} requests)")
+
+        log(f"inbound: {config.inbound:,} signed POST /hooks/partner")
+        inbound = await _inbound(session, hub_url, inbound_secret, config)
+        log(f"inbound: {inbound['rate']:,.0f}/s, p99 {inbound['p99_ms']:.1f} ms")
+    ratio = engine_rate / raw[fastest]
+    return {
+        "outbound": {
+            "engine_per_s": round(engine_rate, 1),
+            "raw_per_s": {name: round(rate, 1) for name, rate in raw.items()},
+            "raw_client": fastest,
+            "ratio": round(ratio, 3),
+            "plain_sink_per_s": round(plain_rate, 1),
+            "plain_sink_ratio": round(plain_rate / raw[fastest], 3),
+            "target": ">= 0.5x",
+            "ok": ratio >= 0.5,
+            "retried": stats["requests"] - stats["unique"],
+        },
+        "inbound": inbound,
+    }
+
+
+async def _inbound(
+    session: aiohttp.ClientSession, hub_url: str, secret: str, config: Config
+) -> dict[str, Any]:
+    url = f"{hub_url}/hooks/partner"
+    prepared = []
+    for index in range(config.inbound):
+        body = orjson.dumps({"order": f"SO-{index:06d}", "status": "shipped", "qty": index % 50})
+        headers = signature_headers(f"msg-{index:06d}-{os.getpid()}", body, [secret])
+        prepared.append((body, {**headers, "Content-Type": "application/json"}))
+    latencies: list[float] = []
+    failures: list[int] = []
+
+    async def send(index: int) -> None:
+        body, headers = prepared[index]
+        start = time.perf_counter()
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.read()
+            if response.status != 202:
+                failures.append(response.status)
+        latencies.append(time.perf_counter() - start)
+
+    seconds = await closed_loop(config.inbound, config.inbound_concurrency, send)
+    if failures:
+        raise RuntimeError(f"inbound: {len(failures)} refused, e.g. HTTP {failures[0]}")
+    return {
+        "rate": round(config.inbound / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "concurrency": config.inbound_concurrency,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--hub":
+        data_dir, port, config_file = sys.argv[2:5]
+        serve_hub(Path(data_dir), int(port), Path(config_file))
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
+    parser.add_argument("--events", type=int, default=Config.events)
+    parser.add_argument("--inbound", type=int, default=Config.inbound)
+    parser.add_argument("--inbound-concurrency", type=int, default=Config.inbound_concurrency)
+    args = parser.parse_args()
+    config = Config(args.events, args.inbound, args.inbound_concurrency)
+    result = asyncio.run(run(config))
+    out = result["outbound"]
+    print()
+    print(f"{'measurement':<44}{'figure':>12}{'raw limit':>14}{'ratio':>8}  target")
+    print(
+        f"{'signed webhook deliveries (one endpoint)':<44}{out['engine_per_s']:>10,.0f}/s"
+        f"{out['raw_per_s'][out['raw_client']]:>12,.0f}/s{out['ratio']:>7.2f}x  >= 0.5x"
+        f" ({out['raw_client']})"
+    )
+    print(
+        f"{'  the same engine, plain HTTP sink':<44}{out['plain_sink_per_s']:>10,.0f}/s"
+        f"{out['raw_per_s'][out['raw_client']]:>12,.0f}/s{out['plain_sink_ratio']:>7.2f}x"
+    )
+    inbound = result["inbound"]
+    print(
+        f"{'inbound verify + persist (/hooks, standard)':<44}{inbound['rate']:>10,.0f}/s"
+        f"{'':>14}{'':>8}  p50 {inbound['p50_ms']} ms, p99 {inbound['p99_ms']} ms"
+    )
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
