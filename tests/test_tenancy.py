@@ -48,7 +48,8 @@ async def hubs(tmp_path: Path) -> AsyncIterator[Hubs]:
     async def identify(credential: str) -> Caller | None:
         return CALLERS.get(credential)
 
-    settings = Settings.load(env={}, data_dir=tmp_path)
+    # The receiver is on loopback: allowed for these tests, as a plant allows its own network.
+    settings = Settings.load(env={}, data_dir=tmp_path, egress_allow=("127.0.0.0/8",))
     async with Receiver(script) as receiver, running_hub(settings) as (hub, url):
         hub.identify = identify  # type: ignore[attr-defined]
         yield Hubs(hub, url, receiver)
@@ -234,3 +235,23 @@ async def test_sink_credentials_given_over_the_api_are_sealed_at_rest(hubs: Hubs
     ]
     token = stored.spec.sink.auth.token  # type: ignore[union-attr]
     assert token.startswith("sealed:") and "s3cr3t" not in stored.spec.model_dump_json()
+
+
+async def test_a_tenants_sinks_reach_only_what_the_egress_policy_allows(hubs: Hubs) -> None:
+    """SSRF through a subscription: a tenant cannot aim the hub at the cloud metadata service
+    or a private network; the operator (who runs the host) may. Webhook endpoints have their
+    own route."""
+    metadata = {"name": "imds", "types": ["x.*"], "sink": {"url": "http://169.254.169.254/"}}
+    rest = {
+        "name": "internal",
+        "types": ["x.*"],
+        "sink": {"rest": {"url": "http://10.1.2.3/api/{subject}"}},
+    }
+    async with hubs.client("acme-admin") as acme, hubs.client("operator") as operator:
+        for spec in (metadata, rest):
+            refused = await acme.post("/v1/subscriptions", json=spec)
+            assert refused.status_code == 422, refused.text
+        assert (await acme.get("/v1/subscriptions")).json()["subscriptions"] == []
+        assert (await operator.post("/v1/subscriptions", json=metadata)).status_code == 201
+        endpoint = {"name": "ep", "types": ["x.*"], "sink": {"webhook": {"endpoint": "ep_1"}}}
+        assert (await operator.post("/v1/subscriptions", json=endpoint)).status_code == 422

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ..exceptions import Conflict, InvalidSubscription, NotFound
 from ..hub import SINK_SECRET, Hub
 from ..log import EventLog
-from ..route.subscription import SubscriptionSpec
+from ..route.subscription import HttpSink, OAuth2Auth, RestSink, SubscriptionSpec, WebhookSink
 from ..security.access import Caller
 from ..security.auditing import audited
 from ..store import DeadLetterFilter, Delivery, Subscription
@@ -63,6 +63,25 @@ _SECRET_FIELDS = {
     "header": "value",
     "oauth2": "client_secret",
 }
+
+
+async def _admissible(spec: SubscriptionSpec, hub: Hub, caller: Caller) -> None:
+    """A webhook endpoint is made at ``/v1/webhooks/endpoints`` (its secrets are its own); a
+    tenant's sinks reach only what the egress policy allows (SSRF: the same rules as webhook
+    endpoints; the operator, who runs the host, is trusted with internal addresses)."""
+    if isinstance(spec.sink, WebhookSink):
+        raise InvalidSubscription("webhook endpoints are made at /v1/webhooks/endpoints")
+    if caller.tenant is None:
+        return
+    urls = []
+    if isinstance(spec.sink, HttpSink):
+        urls.append(spec.sink.url)
+    elif isinstance(spec.sink, RestSink):
+        urls.append(spec.sink.rest.url.split("{", 1)[0])  # the scheme and host are fixed
+        if isinstance(spec.sink.rest.auth, OAuth2Auth):
+            urls.append(spec.sink.rest.auth.token_url)
+    for url in urls:
+        await hub.webhooks.check_url(url)
 
 
 def _sealed(spec: SubscriptionSpec, hub: Hub) -> SubscriptionSpec:
@@ -126,6 +145,7 @@ def _no_host_references(spec: SubscriptionSpec) -> None:
 async def create_subscription(request: Request, spec: SubscriptionSpec, caller: Writer) -> Response:
     _no_host_references(spec)
     hub = _hub(request)
+    await _admissible(spec, hub, caller)
     async with audited(hub, caller, "subscription.create", tenant=caller.tenant) as action:
         sub = await hub.create_subscription(_sealed(_tenanted(spec, caller), hub))
         action.target, action.detail = sub.id, {"name": sub.spec.name}
@@ -160,6 +180,7 @@ async def update_subscription(
 ) -> Response:
     _no_host_references(spec)
     hub = _hub(request)
+    await _admissible(spec, hub, caller)
     async with audited(hub, caller, "subscription.update", target=id) as action:
         current = await _owned(hub, caller, id)
         action.target, action.tenant = current.id, current.spec.tenant
