@@ -5,11 +5,13 @@ written config - says the flows did the work."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import stat
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,14 +23,17 @@ from forgeline.canonical import CATALOG, validate
 from forgeline.cli import app
 from forgeline.config import Settings
 from forgeline.demo import SMOKE, run_demo, write_plant_config
+from forgeline.demo.apps import Applications
 from forgeline.demo.checks import Checks
-from forgeline.demo.plant import PRODUCTS
-from forgeline.demo.state import Order
+from forgeline.demo.plant import CUSTOMERS, PRODUCTS
+from forgeline.demo.portal import Portal, PortalRequest, Unverified, verify
+from forgeline.demo.state import ApiCall, Order
 from forgeline.demo.wiring import PlantAddresses, PlantSecrets
 from forgeline.exceptions import ConfigError
 from forgeline.log import open_log
 from forgeline.mapping import MappingError, map_test
 from forgeline.route.subscription import PublishSink, RestSink
+from forgeline.security.audit import VerifyResult
 from forgeline.sim.odoo.service import OdooSimulator
 from forgeline.sources import WEBHOOK_TYPE
 
@@ -56,7 +61,6 @@ ADDRESSES = PlantAddresses(
     mes_url="http://127.0.0.1:8071",
     wms_url="http://127.0.0.1:8072",
     qms_url="http://127.0.0.1:8073",
-    partner_url="http://127.0.0.1:9000/partner",
     historian_url="http://127.0.0.1:9000/historian",
     plan_prefix="PLAN/",
     uom_unit_id=1,
@@ -84,7 +88,14 @@ def test_the_written_config_loads_and_holds_no_secret(tmp_path: Path) -> None:
     names = {spec.name for spec in settings.subscriptions}
     assert {"products-to-erp.odoo", "release-to-mes.rest", "production-completed.erp"} <= names
     assert "erp-releases.publish" in names
-    assert {"production-completed.wms", "qms-results.released", "partner-lots.http"} <= names
+    assert {"production-completed.wms", "qms-results.released", "historian.http"} <= names
+    # The customer portal is a webhook endpoint made over the API at run time, not a flow;
+    # the config lets webhooks reach the loopback address it listens on, and nothing else.
+    assert not any(name.startswith("partner-") for name in names)
+    assert settings.egress_allow == ("127.0.0.1/32",)
+    # What plant applications post to /v1/transactions reaches Odoo by a flow of its own.
+    (applied,) = (s for s in settings.subscriptions if s.name == "app-completions.odoo")
+    assert applied.source == "api/*" and applied.types == ["production.completed.v1"]
     (release,) = (s.sink for s in settings.subscriptions if s.name == "release-to-mes.rest")
     assert isinstance(release, RestSink)
     assert release.rest.url == "http://127.0.0.1:8071/api/workorders"  # the MES of this run
@@ -112,7 +123,7 @@ def test_the_written_config_loads_and_holds_no_secret(tmp_path: Path) -> None:
     # forgeline check, as a person would run it on the data directory's file.
     answer = CliRunner().invoke(app, ["check", str(config)])
     assert answer.exit_code == 0, answer.output
-    assert "valid" in answer.output and "partner-lots" in answer.output
+    assert "valid" in answer.output and "app-completions" in answer.output
 
 
 def test_a_kept_config_is_rewritten_with_this_runs_addresses(tmp_path: Path) -> None:
@@ -239,6 +250,147 @@ def test_the_release_check_fails_unless_each_odoo_release_became_one_canonical_o
     assert [check.ok for check in checks.checks] == [True, False, False, False, False, False]
 
 
+def _applications() -> Applications:
+    return Applications(SMOKE, Console(file=io.StringIO()), Path("."))
+
+
+def test_the_business_api_checks_fail_on_what_they_guard() -> None:
+    """Fed what a broken hub could answer, the checks of step 8 say so."""
+    level = {"sku": "CMP-X", "on_hand": 10.0, "available": 10.0, "stale": False}
+    stale = {**level, "stale": True, "age_seconds": SMOKE.cache_ttl + 0.1}
+    in_time = SMOKE.erp_deadline + 0.05
+
+    def availability(
+        third: dict[str, object], *, fetches: int = 1, seconds: float = in_time, odoo: float = 10.0
+    ) -> bool:
+        checks = _applications()
+        checks.apis.odoo_on_hand, checks.apis.odoo_fetches = odoo, fetches
+        warning = {"warning": '110 - "Response is Stale"'}
+        checks.apis.availability = [
+            ApiCall(200, {}, level), ApiCall(200, {}, level), ApiCall(200, warning, third, seconds)
+        ]  # fmt: skip
+        checks.check_availability()
+        return checks.checks[0].ok
+
+    assert availability(stale)
+    assert not availability(stale, fetches=2)  # the second answer was not the cache's
+    assert not availability(level)  # a slow Odoo was waited for
+    assert not availability(stale, seconds=3 * SMOKE.erp_deadline)  # ... past the deadline
+    assert not availability(stale, odoo=9.0)  # not what Odoo says is on hand
+
+    purchase = _applications()
+    purchase.apis.purchase = {"lines": [{"sku": "RAW-TUBE-40X40", "qty": 400.0, "uom": "EA"}]}
+    answer = {"reference": "P00002", "status": "draft"}
+    replayed = ApiCall(201, {"idempotent-replayed": "true"}, answer)
+    purchase.apis.purchases = [ApiCall(201, {}, answer), replayed]
+    rfq = {"name": "P00002", "state": "draft", "supplier": "S-TUBEX",
+           "lines": [("RAW-TUBE-40X40", 400.0, "Units")]}  # fmt: skip
+    purchase.check_purchase([rfq])
+    purchase.check_purchase([rfq, {**rfq, "name": "P00003"}])  # the retry made a second RFQ
+    purchase.check_purchase([{**rfq, "lines": [("RAW-TUBE-40X40", 40.0, "Units")]}])
+    purchase.apis.purchases[1] = ApiCall(201, {}, {**answer, "reference": "P00003"})
+    purchase.check_purchase([rfq])  # answered anew, not replayed
+    assert [check.ok for check in purchase.checks] == [True, False, False, False]
+
+    customers = _applications()
+    good, held = CUSTOMERS
+    fine = {"account_status": "active", "credit_hold": False, "credit_used": good.invoiced,
+            "credit_limit": good.credit_limit, "reasons": []}  # fmt: skip
+    over = {"account_status": "active", "credit_hold": True, "credit_used": held.invoiced,
+            "credit_limit": held.credit_limit,
+            "reasons": [{"code": "credit_limit_exceeded"}]}  # fmt: skip
+    customers.apis.customers = {good.ref: ApiCall(200, {}, fine), held.ref: ApiCall(200, {}, over)}
+    customers.check_customers()
+    customers.apis.customers[held.ref] = ApiCall(200, {}, {**over, "credit_hold": False})
+    customers.check_customers()
+    assert [check.ok for check in customers.checks] == [True, False]
+
+    bounds = _applications()
+    bounds.apis.transaction_status = ApiCall(200, {}, {"state": "applied"})
+    refused = {"admin": ApiCall(403, {}, None), "other tenant": ApiCall(404, {}, None)}
+    for admin, other in ((403, 404), (202, 404), (403, 200)):
+        bounds.apis.refused = {
+            **refused, "admin": ApiCall(admin, {}, None), "other tenant": ApiCall(other, {}, None)
+        }  # fmt: skip
+        bounds.check_boundaries()
+    assert [check.ok for check in bounds.checks] == [True, False, False]
+
+    identities = _applications()
+    apis = identities.apis
+    apis.app, apis.partner = {"id": "pr_app"}, {"id": "pr_portal"}
+    apis.token = {"access_token": "t"}
+    apis.credentials = {"app key id": "cr_key", "secret id": "cr_secret"}
+    entries = [
+        {"seq": 1, "tenant": "plant-1", "action": "principal.create", "target": "pr_app"},
+        {"seq": 2, "tenant": "plant-1", "action": "api_key.create", "target": "cr_key",
+         "detail": {"principal": "pr_app"}},
+        {"seq": 3, "tenant": "portal", "action": "principal.create", "target": "pr_portal"},
+        {"seq": 4, "tenant": "portal", "action": "client_secret.create", "target": "cr_secret",
+         "detail": {"principal": "pr_portal"}},
+    ]  # fmt: skip
+    audit = [{**entry, "outcome": "success", "actor": "operator"} for entry in entries]
+    apis.audit = {"plant-1": audit[:2], "portal": audit[2:]}
+    identities.check_identities(VerifyResult(ok=True, checked=4))
+    identities.check_identities(VerifyResult(ok=False, checked=2, first_bad_seq=3, reason="x"))
+    apis.audit = {"plant-1": audit[:1], "portal": audit[2:]}  # the key's creation not recorded
+    identities.check_identities(VerifyResult(ok=True, checked=3))
+    assert [check.ok for check in identities.checks] == [True, False, False]
+
+
+def test_the_portal_verifies_with_the_reference_package_and_refuses_the_rest() -> None:
+    from standardwebhooks.webhooks import Webhook
+
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    body = b'{"id": "lot-1", "type": "lot.released.v1"}'
+    now = datetime.now(UTC)
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign("msg_1", now, body.decode()),
+    }
+    assert verify(secret, body, headers)["id"] == "lot-1"
+    with pytest.raises(Unverified, match="No matching signature"):
+        verify(secret, body.replace(b"lot-1", b"lot-2"), headers)  # tampered
+    other = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    with pytest.raises(Unverified):
+        verify(other, body, headers)  # signed by someone else
+    with pytest.raises(Unverified, match="Missing required headers"):
+        verify(secret, body, {"webhook-id": "msg_1"})
+    with pytest.raises(Unverified):
+        verify(secret, body, {**headers, "webhook-signature": "v1"})  # garbled
+    with pytest.raises(Unverified, match="no secret"):
+        verify(None, body, headers)
+
+
+def test_the_portal_checks_fail_on_what_they_guard() -> None:
+    events = [{"id": lot, "type": "lot.released.v1"} for lot in ("lot-1", "lot-2")]
+
+    def portal_checks(
+        requests: list[PortalRequest], statuses: list[int] | None = None
+    ) -> list[bool]:
+        checks = Checks(SMOKE, Console(file=io.StringIO()), Path("."))
+        checks.portal = Portal(secret="whsec_x", requests=requests)
+        checks.dead = [{"event_id": "lot-1"}, {"event_id": "lot-2"}]
+        checks.replayed = 2
+        failed = [{"status": s, "outcome": "retry"} for s in statuses or [500, 500, 500]]
+        checks.attempts = [
+            {"event_id": lot, "state": "delivered",
+             "history": [*failed, {"status": 204, "outcome": "delivered"}]}
+            for lot in ("lot-1", "lot-2")
+        ]  # fmt: skip
+        checks.verify_portal(events)
+        return [check.ok for check in checks.checks]
+
+    def took(lot: str, status: int = 204) -> PortalRequest:
+        return PortalRequest(f"msg_{lot}", {"id": lot}, status, 0.0)
+
+    forged = PortalRequest("msg_x", None, 401, 0.0, "No matching signature found")
+    assert portal_checks([took("lot-1", 500), took("lot-1"), took("lot-2")]) == [True, True]
+    assert portal_checks([took("lot-1")]) == [False, True]  # lot-2 never arrived
+    assert portal_checks([took("lot-1"), took("lot-2"), forged]) == [False, True]
+    assert portal_checks([took("lot-1"), took("lot-2")], [500]) == [True, False]  # no outage
+
+
 # -- end to end ---------------------------------------------------------------------------------
 
 
@@ -256,6 +408,17 @@ async def test_smoke_demo_passes_and_leaves_its_events_in_the_log(tmp_path: Path
     assert f"all {len(result.checks)} checks passed" in text
     assert "FAILED" not in text
     assert len(result.checks) >= 15 and all(check.ok for check in result.checks)
+    # The business APIs and the partner's webhook endpoint are among what was checked.
+    assert {
+        "every lot release at the portal, signed and verified",
+        "the endpoint's attempt log shows the outage",
+        "principals and credentials made over the API, audited",
+        "availability from Odoo, cached, stale when Odoo is slow",
+        "one RFQ in Odoo per Idempotency-Key, with the lines asked",
+        "customers validated from Odoo's books",
+        "a plant application's confirmation applied to Odoo by its flow",
+        "the partner kept to its scopes and its tenant",
+    } <= {check.name for check in result.checks}
 
     # Odoo closed every MO with what the MES made, once each.
     assert len(result.orders) == len(result.work_orders) == SMOKE.mos
@@ -285,9 +448,16 @@ async def test_smoke_demo_passes_and_leaves_its_events_in_the_log(tmp_path: Path
     assert by_type["masterdata.change.quarantined.v1"] == 1
     assert by_type["mes.message.v1"] > 3 * SMOKE.mos
     # Canonical events are the flows' work, whoever they are about: each names the event it
-    # came from. Odoo's own are named odoo.*, with Odoo's record as data.
+    # came from. Odoo's own are named odoo.*, with Odoo's record as data; what a principal
+    # posted to /v1/transactions comes from api/<its id>, in its tenant.
     causes = {e.id for e in events}
-    canonical = [e for e in events if e.type in CATALOG and not e.type.startswith("odoo.")]
+    posted = [e for e in events if e.source.startswith("api/")]
+    assert [(e.type, e.tenant) for e in posted] == [("production.completed.v1", "plant-1")]
+    canonical = [
+        e
+        for e in events
+        if e.type in CATALOG and not e.type.startswith("odoo.") and e not in posted
+    ]
     assert {"production.order.released.v1", "production.completed.v1"} <= {
         e.type for e in canonical
     }
@@ -316,7 +486,17 @@ async def test_a_kept_data_dir_can_run_the_demo_again(tmp_path: Path) -> None:
         codes = Counter(p.default_code for p in env["product.product"].search([]))
         assert codes["FG-PUMP-CP200"] == 1 and codes["RAW-TUBE-40X40"] == 1
         assert env["base.automation"].search_count([]) == 1
-        assert env["mrp.production"].search_count([("state", "=", "done")]) == 2 * SMOKE.mos
+        done = [("state", "=", "done")]
+        planned = env["mrp.production"].search_count([*done, ("origin", "=like", "PLAN/%")])
+        assert planned == 2 * SMOKE.mos
+        # One rework MO per run, closed by the line-side application through the API.
+        assert env["mrp.production"].search_count([*done, ("origin", "=like", "REWORK/%")]) == 2
+        # The customers' invoices were posted once: a rerun owes the same.
+        held = env["res.partner"].search([("ref", "=", "C-AQUAFLOW")])
+        assert len(held) == 1 and held.credit == 7_350.0
+        # One RFQ per run's purchase request (each run sends its own Idempotency-Key twice).
+        tubex = env["res.partner"].search([("ref", "=", "S-TUBEX")])
+        assert env["purchase.order"].search_count([("partner_id", "=", tubex.id)]) == 2
     finally:
         simulator.close()
 

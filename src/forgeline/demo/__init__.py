@@ -3,7 +3,8 @@ customer portal - whose systems talk only to the hub, and the hub's config flows
 
 ``plant.yaml`` and ``mappings/`` are the hub's config (package data, filled in by
 ``wiring``); ``plant`` holds the products and the plan, ``odoo`` and ``floor`` reach the
-plant's systems as its people do, ``run`` is the scenario and ``checks`` its verdict.
+plant's systems as its people do, ``portal`` is the partner's webhook receiver, ``run`` (with
+``operations`` and ``apps``: the business APIs) is the scenario and ``checks`` its verdict.
 """
 
 from .plant import FULL, SMOKE, Scale

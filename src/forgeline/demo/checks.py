@@ -27,7 +27,7 @@ from ..sim.odoo.server import OdooServer
 from ..sources import WEBHOOK_TYPE
 from ..store import DeadLetterFilter
 from .api import DemoError, deliveries_total, expect, webhook_requests
-from .downstream import HISTORIAN, HISTORIAN_TYPES, PARTNER
+from .downstream import HISTORIAN, HISTORIAN_TYPES
 from .odoo import plant_products
 from .plant import FAILING_MO, PRODUCTS
 from .state import DemoState
@@ -45,6 +45,7 @@ HOLD = "quality.hold.placed.v1"
 MOVED = "inventory.moved.v1"
 MES_MESSAGE = "mes.message.v1"
 ERP_CLOSE = "production-completed.erp"  # the flow target that closes MOs in Odoo
+API_SOURCE = "api/"  # the source of what principals post to /v1/transactions: api/<id>
 
 
 class Checks(DemoState):
@@ -64,7 +65,7 @@ class Checks(DemoState):
         await self.verify_quality(events)
         self.verify_canonical(events, mes)
         self.verify_historian(events)
-        self.verify_portal()
+        self.verify_portal(events)
         self.verify_quarantine(events)
         left = await expect(client.get("/v1/deadletters", params={"limit": 1000}), 200)
         self.check(
@@ -332,7 +333,9 @@ class Checks(DemoState):
             for m in mes.sent
             if m.body.get("erpOrder") in mos and m.body["msgType"] == "CONSUMPTION"
         )
-        kinds = Counter(e["type"] for e in typed)
+        # The plant's own: what an application posted to /v1/transactions is counted apart.
+        kinds = Counter(e["type"] for e in typed if not e["source"].startswith(API_SOURCE))
+        posted = len(typed) - kinds.total()
         counts_ok = (
             kinds[RELEASED] == len(self.orders)
             and kinds["material.consumed.v1"] == consumption
@@ -345,6 +348,7 @@ class Checks(DemoState):
             bool(typed) and not invalid and counts_ok,
             f"{len(typed)} events: "
             + ", ".join(f"{n} {t}" for t, n in sorted(kinds.items()))
+            + (f", {posted} posted through the API" if posted else "")
             + (f"; invalid: {invalid[0]}" if invalid else ""),
         )
 
@@ -396,13 +400,38 @@ class Checks(DemoState):
             + (f"; out of order: {', '.join(broken)}" if broken else ""),
         )
 
-    def verify_portal(self) -> None:
-        lots = {d["event_id"] for d in self.dead}
+    def verify_portal(self, events: list[dict[str, Any]]) -> None:
+        """Every lot release reached the customer portal's webhook endpoint, signed, and the
+        portal's own check (the ``standardwebhooks`` package) verified each; the endpoint's
+        attempt log shows the outage: three refused attempts per lot, then the delivery that
+        ``recover`` made."""
+        assert self.portal is not None
+        released = {e["id"] for e in events if e["type"] == LOT_RELEASED}
+        dead = {d["event_id"] for d in self.dead}
         got = self.partner_got()
+        unverified = self.portal.unverified()
         self.check(
-            "the portal got every release after recovery",
-            bool(lots) and self.replayed == len(lots) and lots <= got,
-            f"{self.replayed} replayed of {len(lots)} dead, {len(got & lots)} delivered",
+            "every lot release at the portal, signed and verified",
+            bool(released)
+            and got == released
+            and not unverified
+            and dead == released
+            and self.replayed == len(dead),
+            f"{len(got & released)}/{len(released)} {LOT_RELEASED} verified by standardwebhooks "
+            f"at the portal, {len(unverified)} refused; recover resent {self.replayed} of "
+            f"{len(dead)} dead",
+        )
+        outage = {
+            str(m["event_id"]): [a["status"] for a in m["history"] if a["outcome"] != "delivered"]
+            for m in self.attempts
+        }
+        self.check(
+            "the endpoint's attempt log shows the outage",
+            set(outage) == released
+            and all(m["state"] == "delivered" for m in self.attempts)
+            and all(statuses == [500, 500, 500] for statuses in outage.values()),
+            f"{len(self.attempts)} messages, failed attempts: "
+            + ", ".join(sorted({" ".join(map(str, s)) or "none" for s in outage.values()})),
         )
 
     # -- governance ------------------------------------------------------------------------
@@ -450,14 +479,25 @@ class Checks(DemoState):
             raise DemoError(f"GET /metrics answered {response.status_code}")
         counts = deliveries_total(response.text)
         assert self.receiver is not None
+        assert self.portal is not None
+        # What each receiver saw: (requests it took, requests it got).
+        seen = {
+            f"webhook-{self.endpoint.get('id')}": (
+                len(self.portal.accepted()),
+                len(self.portal.requests),
+            ),
+            "historian.http": (
+                len(self.receiver.ids(HISTORIAN)),
+                sum(1 for r in self.receiver.received if r.path == HISTORIAN),
+            ),
+        }
         metrics_ok = True
-        for subscription, path in (("partner-lots.http", PARTNER), ("historian.http", HISTORIAN)):
+        for subscription, (taken, attempts) in seen.items():
             outcome = counts.get(subscription, {})
             delivered, retry, dead = (
                 int(outcome.get(k, 0)) for k in ("delivered", "retry", "dead")
             )
-            attempts = sum(1 for r in self.receiver.received if r.path == path)
-            if delivered != len(self.receiver.ids(path)) or delivered + retry + dead != attempts:
+            if delivered != taken or delivered + retry + dead != attempts:
                 metrics_ok = False
         hooks = webhook_requests(response.text)
         hooks_ok = self.hooks_counted(hooks)

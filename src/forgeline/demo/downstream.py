@@ -1,9 +1,8 @@
-"""The two stand-ins downstream of the hub in ``forgeline demo``, on one loopback ``Receiver``:
-a customer portal (a partner's webhook, ``/partner``) and the plant's historian
-(``/historian``). ``Downstream.script`` is how they answer: the portal is down until the
-operator brings it back (dead letters, then a replay); the historian asks once, with 503 and
-``Retry-After: 1``, to get one consumption report later (the MO's later reports wait their
-turn: the flow orders by MO).
+"""The plant's historian in ``forgeline demo``, downstream of the hub on a loopback
+``Receiver`` (``/historian``). ``Downstream.script`` is how it answers: it asks once, with 503
+and ``Retry-After: 1``, to get one consumption report later (the MO's later reports wait their
+turn: the flow orders by MO). The customer portal is a partner's webhook endpoint of its own
+(``portal.py``).
 """
 
 from __future__ import annotations
@@ -13,19 +12,17 @@ from typing import Any
 
 from ..testing import Reply
 
-__all__ = ["HISTORIAN", "HISTORIAN_TYPES", "PARTNER", "Downstream"]
+__all__ = ["HISTORIAN", "HISTORIAN_TYPES", "Downstream"]
 
-PARTNER = "/partner"
 HISTORIAN = "/historian"
 #: What the historian flow sends (from the MES): the checks' own list, not the config's.
 HISTORIAN_TYPES = ("production.completed.v1", "material.consumed.v1")
 
 
 class Downstream:
-    """How the receivers answer. Counts attempts per (path, event id) itself."""
+    """How the receiver answers. Counts attempts per (path, event id) itself."""
 
     def __init__(self) -> None:
-        self.partner_up = False
         self.hiccup_mo: str | None = None  # the MO whose first consumption is asked again
         self.hiccup_id: str | None = None  # that event, once it came
         self._attempts: Counter[tuple[str, str]] = Counter()
@@ -34,8 +31,6 @@ class Downstream:
         key = (path, str(event.get("id", "")))
         attempt = self._attempts[key]
         self._attempts[key] += 1
-        if path == PARTNER and not self.partner_up:
-            return Reply(500, '{"error": "portal under maintenance"}')
         if (
             path == HISTORIAN
             and self.hiccup_id is None
@@ -46,4 +41,4 @@ class Downstream:
             self.hiccup_id = key[1]
         if path == HISTORIAN and key[1] == self.hiccup_id and attempt == 0:
             return Reply(503, "historian compacting, come back later", headers={"Retry-After": "1"})
-        return Reply(200 if path == HISTORIAN else 204)
+        return Reply(200)

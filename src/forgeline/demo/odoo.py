@@ -17,9 +17,17 @@ from typing import Any
 from ..connectors.odoo import OdooClient, resolve, upsert
 from ..sim.odoo.faults import LoseAnswers
 from .api import DemoError
-from .plant import PRODUCTS, Product
+from .plant import CUSTOMERS, PRODUCTS, SUPPLIER, Product
 
-__all__ = ["MO_FIELDS", "OdooPlant", "Seeded", "odoo_units", "plant_products", "seed_plant"]
+__all__ = [
+    "MO_FIELDS",
+    "OdooPlant",
+    "Seeded",
+    "odoo_units",
+    "plant_products",
+    "seed_accounts",
+    "seed_plant",
+]
 
 #: Components counted on hand before production: enough for every plan of the demo.
 ON_HAND = 5000.0
@@ -132,6 +140,54 @@ async def seed_plant(client: OdooClient, hook_url: str, plan_prefix: str) -> See
     return seeded
 
 
+async def seed_accounts(client: OdooClient) -> dict[str, int]:
+    """What the business APIs are asked about: the supplier and the customers (reference ->
+    partner id), credit limits switched on ("Sales Credit Limit"), and each customer's open
+    invoices - posted once, so a kept database owes the same on every run."""
+    (company,) = await client.search("res.company", [], limit=1)
+    await client.write("res.company", [company], {"account_use_credit_limit": True})
+    partners = {
+        SUPPLIER.ref: await upsert(
+            client,
+            "res.partner",
+            _key("supplier", SUPPLIER.ref),
+            {"name": SUPPLIER.name, "ref": SUPPLIER.ref, "is_company": True},
+        )
+    }
+    for customer in CUSTOMERS:
+        partner = await upsert(
+            client,
+            "res.partner",
+            _key("customer", customer.ref),
+            {
+                "name": customer.name,
+                "ref": customer.ref,
+                "is_company": True,
+                "credit_limit": customer.credit_limit,
+            },
+        )
+        partners[customer.ref] = partner
+        posted = await client.search_count(
+            "account.move",
+            [("partner_id", "=", partner), ("move_type", "=", "out_invoice"),
+             ("state", "=", "posted")],
+        )  # fmt: skip
+        if not posted:
+            move = await client.create(
+                "account.move",
+                {
+                    "move_type": "out_invoice",
+                    "partner_id": partner,
+                    "invoice_line_ids": [
+                        (0, 0, {"name": "Spare parts", "quantity": 1,
+                                "price_unit": customer.invoiced}),
+                    ],
+                },
+            )  # fmt: skip
+            await client.call("account.move", "action_post", ids=[move])
+    return partners
+
+
 @dataclass
 class OdooPlant:
     """The demo's handle on the plant's Odoo: plans MOs, reads them back."""
@@ -141,14 +197,15 @@ class OdooPlant:
     plan: str  # origin of this run's MOs (PLAN/<stamp>)
     seeded: Seeded
 
-    async def plan_mo(self, product: Product, quantity: float) -> str:
-        """Create an MO and confirm it, as a planner in Odoo would; its name."""
+    async def plan_mo(self, product: Product, quantity: float, origin: str | None = None) -> str:
+        """Create an MO and confirm it, as a planner in Odoo would; its name. ``origin``
+        defaults to this run's plan, which the hub watches and releases to the MES."""
         mo = await self.client.create(
             "mrp.production",
             {
                 "product_id": self.seeded.products[product.sku],
                 "product_qty": quantity,
-                "origin": self.plan,
+                "origin": origin or self.plan,
             },
         )
         await self.client.call("mrp.production", "action_confirm", ids=[mo])
@@ -168,6 +225,48 @@ class OdooPlant:
         for row in rows:
             row["finished_moves"] = sum(1 for m in moves if m["production_id"][0] == row["id"])
         return rows
+
+    async def on_hand(self, sku: str) -> float | None:
+        """What Odoo says is on hand of ``sku`` (the demo's one warehouse), None if unknown."""
+        rows = await self.client.search_read(
+            "product.product", [("default_code", "=", sku)], ["qty_available"], limit=1
+        )
+        return float(rows[0]["qty_available"]) if rows else None
+
+    async def rfqs(self, origin: str) -> list[dict[str, Any]]:
+        """The RFQs whose source document is ``origin``, each with its supplier's reference
+        and its lines as ``(sku, quantity, Odoo's unit name)``."""
+        orders = await self.client.search_read(
+            "purchase.order", [("origin", "=", origin)], ["name", "state", "partner_id"]
+        )
+        described = await self.client.call("purchase.order.line", "fields_get")
+        # The line's unit: product_uom up to 18, product_uom_id from 19.
+        uom = "product_uom_id" if "product_uom_id" in described else "product_uom"
+        for order in orders:
+            lines = await self.client.search_read(
+                "purchase.order.line",
+                [("order_id", "=", order["id"])],
+                ["product_id", "product_qty", uom],
+                order="id asc",
+            )
+            codes = {
+                row["id"]: row["default_code"]
+                for row in await self.client.read(
+                    "product.product", [line["product_id"][0] for line in lines], ["default_code"]
+                )
+            }
+            (partner,) = await self.client.read("res.partner", [order["partner_id"][0]], ["ref"])
+            order["supplier"] = partner["ref"]
+            order["lines"] = [
+                (codes[line["product_id"][0]], float(line["product_qty"]), line[uom][1])
+                for line in lines
+            ]
+        return orders
+
+    async def mo(self, name: str) -> dict[str, Any] | None:
+        """One MO by name, as Odoo has it."""
+        rows = await self.client.search_read("mrp.production", [("name", "=", name)], MO_FIELDS)
+        return rows[0] if rows else None
 
     async def done(self) -> int:
         return await self.client.search_count(

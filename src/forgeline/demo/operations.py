@@ -1,6 +1,7 @@
-"""The second half of ``forgeline demo``'s scenario: the floor builds while the hub's flows
-carry its reports to Odoo, the WMS and the QMS; what went wrong on the way; an MES user
-changing a product the PLM owns; and the operator's work on the dead letters."""
+"""The second half of ``forgeline demo``'s scenario: the customer portal's webhook endpoint;
+the floor builds while the hub's flows carry its reports to Odoo, the WMS and the QMS; what
+went wrong on the way; an MES user changing a product the PLM owns; and the operator's work
+on the dead letters and the portal's outage."""
 
 from __future__ import annotations
 
@@ -25,16 +26,52 @@ from .odoo import plant_products
 from .plant import BY_SKU, FAILING_MO, HICCUP_MO, SCRAP_MO
 from .wiring import PlantSecrets
 
-__all__ = ["MES_SOURCE", "PORTAL_FLOW", "PRODUCTS_FLOW", "Operations"]
+__all__ = ["LOT_TYPES", "MES_SOURCE", "PRODUCTS_FLOW", "Operations"]
 
 MES_SOURCE = "mes://plant-1"
-#: Subscriptions the flows of plant.yaml make (``<flow>.<target>``) that the demo watches.
+#: A subscription the flows of plant.yaml make (``<flow>.<target>``) that the demo watches.
 PRODUCTS_FLOW = "products-to-erp.odoo"
-PORTAL_FLOW = "partner-lots.http"
+#: What the customer portal subscribes to at its webhook endpoint.
+LOT_TYPES = ["lot.released.v1"]
+#: The endpoint's retries, short for the demo: 3 attempts 0.2 s apart, then dead.
+PORTAL_SCHEDULE = [0.2, 0.2]
+PORTAL_METADATA = {"demo": "customer-portal"}
 
 
 class Operations(Checks):
-    """The floor, the failures, governance and recovery, step by step."""
+    """The portal, the floor, the failures, governance and recovery, step by step."""
+
+    async def register_portal(self, client: httpx.AsyncClient) -> None:
+        """The operator registers the customer portal's endpoint over the API and hands the
+        portal its ``whsec_`` secret, which the hub shows this once."""
+        assert self.portal is not None
+        # A kept data directory has an earlier run's endpoint, on a port long closed: gone.
+        listed = await expect(client.get("/v1/webhooks/endpoints", params={"limit": 1000}), 200)
+        for earlier in listed["endpoints"]:
+            if earlier["metadata"] == PORTAL_METADATA:
+                await expect(client.delete(f"/v1/webhooks/endpoints/{earlier['id']}"), 204)
+        answer = await expect(
+            client.post(
+                "/v1/webhooks/endpoints",
+                json={
+                    "url": self.portal.url,
+                    "types": LOT_TYPES,
+                    "description": "customer portal: released lots",
+                    "metadata": PORTAL_METADATA,
+                    "schedule": PORTAL_SCHEDULE,
+                    "timeout": 2,
+                },
+            ),
+            201,
+        )
+        self.portal.secret = answer.pop("secret")
+        self.endpoint = answer
+        self.say(
+            f"   operator: POST /v1/webhooks/endpoints {{url: portal, types: {LOT_TYPES}}} → "
+            f"{answer['id']} with a whsec_ secret shown once (the portal keeps it); signed "
+            f"{answer['signing']}, retries after {PORTAL_SCHEDULE} s",
+            always=True,
+        )
 
     async def build(self, mes: MesServer, keys: PlantSecrets) -> None:
         assert self.floor is not None
@@ -113,7 +150,7 @@ class Operations(Checks):
 
     async def portal_dead(self) -> int:
         assert self.client is not None
-        self.dead = await dead_letters(self.client, PORTAL_FLOW)
+        self.dead = await dead_letters(self.client, self.portal_subscription)
         return len(self.dead)
 
     def narrate_failures(self) -> None:
@@ -191,7 +228,9 @@ class Operations(Checks):
 
     async def recover(self, client: httpx.AsyncClient) -> None:
         listing = Table(
-            title=f"GET /v1/deadletters?subscription={PORTAL_FLOW}", title_justify="left"
+            title=f"GET /v1/deadletters?subscription={self.portal_subscription} "
+            f"(the portal's endpoint {self.endpoint.get('id')})",
+            title_justify="left",
         )
         for column in ("id", "event type", "subject", "attempts", "last status", "reason"):
             listing.add_column(column)
@@ -233,21 +272,7 @@ class Operations(Checks):
         )
         await self.linger()
 
-        self.downstream.partner_up = True
-        self.say("[green]portal is back[/] (answers 204 now)", always=True)
-        answer = await expect(
-            client.post("/v1/deadletters/replay", json={"subscription": PORTAL_FLOW}), 202
-        )
-        self.replayed = int(answer["replayed"])
-        self.say(
-            f'POST /v1/deadletters/replay {{"subscription": "{PORTAL_FLOW}"}} '
-            f"→ replayed {self.replayed}",
-            always=True,
-        )
-        wanted = {d["event_id"] for d in self.dead}
-        await self.until(
-            "replayed lots at the portal", lambda: wanted <= self.partner_got(), self.scale.wait
-        )
+        await self.recover_portal(client)
         await self.linger()
 
         # What is left dead is the refused product change: the operator decides it stays
@@ -267,6 +292,50 @@ class Operations(Checks):
         self.say(
             f"the refused product change ({PRODUCTS_FLOW}) discarded by the operator: "
             "products are changed in the PLM",
+            always=True,
+        )
+
+    async def recover_portal(self, client: httpx.AsyncClient) -> None:
+        """The portal is back: the operator asks its endpoint to resend what failed since it
+        was registered, then reads the endpoint's attempt log."""
+        assert self.portal is not None
+        self.portal.up = True
+        self.say("[green]portal is back[/] (answers 204 now)", always=True)
+        endpoint = self.endpoint["id"]
+        since = datetime.fromtimestamp(float(self.endpoint["created_at"]), UTC).isoformat()
+        answer = await expect(
+            client.post(f"/v1/webhooks/endpoints/{endpoint}/recover", json={"since": since}),
+            202,
+        )
+        self.replayed = int(answer["recovered"])
+        self.say(
+            f"POST /v1/webhooks/endpoints/{endpoint}/recover {{since: {since[11:19]}}} → "
+            f"recovered {self.replayed}",
+            always=True,
+        )
+        wanted = {d["event_id"] for d in self.dead}
+        await self.until(
+            "recovered lots at the portal", lambda: wanted <= self.partner_got(), self.scale.wait
+        )
+        log = await expect(
+            client.get(f"/v1/webhooks/endpoints/{endpoint}/attempts", params={"limit": 1000}), 200
+        )
+        self.attempts = list(log["messages"])
+        table = Table(title=f"GET /v1/webhooks/endpoints/{endpoint}/attempts", title_justify="left")
+        for column in ("event", "lot", "state", "attempts: HTTP status"):
+            table.add_column(column)
+        lots = {d["event_id"]: d["partitionkey"] for d in self.dead}
+        for message in self.attempts:
+            table.add_row(
+                str(message["event_id"]),
+                str(lots.get(message["event_id"], "")),
+                str(message["state"]),
+                " ".join(str(a["status"]) for a in message["history"]),
+            )
+        self.say(table)
+        self.say(
+            f"   the portal took {len(self.partner_got())} lot releases, each verified with "
+            "standardwebhooks and the endpoint's whsec_ secret",
             always=True,
         )
 

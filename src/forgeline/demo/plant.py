@@ -4,7 +4,9 @@ The PLM releases :data:`PRODUCTS` (finished goods and their components, in the p
 codes ``EA``/``KG``); Odoo plans manufacturing orders from :func:`production_plan`; the MES
 knows, per part, the line that makes it and its BOM (:func:`mes_part_master`). Which MO's lot
 the QMS rejects, which one scraps units and which event the historian asks to get later are
-fixed here too. Everything here is plain data: the scenario that uses it is ``run.py``.
+fixed here too, as are Odoo's :data:`CUSTOMERS` (one on credit hold) and the
+:data:`SUPPLIER` the business APIs are asked about. Everything here is plain data: the
+scenario that uses it is ``run.py``.
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "COMPONENTS",
+    "CUSTOMERS",
     "FAILING_MO",
     "FULL",
     "HICCUP_MO",
     "LINES",
     "PRODUCTS",
+    "REPLENISHMENT",
     "SCRAP_MO",
     "SMOKE",
+    "SUPPLIER",
     "Component",
+    "Customer",
     "Product",
     "Scale",
+    "Supplier",
     "mes_part_master",
     "plm_items",
     "production_plan",
@@ -42,14 +50,18 @@ class Scale:
     wait: float  # longest wait for the plant to settle at one step
     cycle: float  # seconds per MES production cycle (three cycles make an MO)
     settle: float  # seconds the WMS and the QMS take to finish a task or decide
+    cache_ttl: float  # seconds the hub reuses an availability answer
+    erp_deadline: float  # seconds an availability request waits on Odoo before going stale
 
 
 SMOKE = Scale(
-    mos=3, pace=0.0, pause=0.0, timeout=30.0, verbose=False, wait=12.0, cycle=0.05, settle=0.2
-)
+    mos=3, pace=0.0, pause=0.0, timeout=30.0, verbose=False, wait=12.0, cycle=0.05, settle=0.2,
+    cache_ttl=0.5, erp_deadline=0.3,
+)  # fmt: skip
 FULL = Scale(
-    mos=6, pace=0.3, pause=1.5, timeout=60.0, verbose=True, wait=15.0, cycle=0.3, settle=0.9
-)
+    mos=6, pace=0.3, pause=1.5, timeout=60.0, verbose=True, wait=15.0, cycle=0.3, settle=0.9,
+    cache_ttl=1.0, erp_deadline=0.6,
+)  # fmt: skip
 
 Uom = Literal["EA", "KG"]  # the plant's unit codes (Odoo calls them Units and kg)
 
@@ -125,6 +137,35 @@ HICCUP_MO = 1
 #: The MO that scraps units on the line (it still makes its planned good quantity).
 SCRAP_MO = 0
 REVISION = "A"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A customer in Odoo's books, as order entry asks about it."""
+
+    ref: str  # res.partner's reference: what the business API names it by
+    name: str
+    credit_limit: float
+    invoiced: float  # posted and unpaid: Odoo's "Total Receivable"
+
+
+@dataclass(frozen=True, slots=True)
+class Supplier:
+    ref: str
+    name: str
+
+
+#: The customers the portal checks before it takes an order: one in good standing, one over
+#: its credit limit (Odoo puts it on credit hold).
+CUSTOMERS = (
+    Customer("C-NORDPUMP", "Nordpump Service AB", 20_000.0, 4_200.0),
+    Customer("C-AQUAFLOW", "Aquaflow Systems Ltd", 5_000.0, 7_350.0),
+)
+#: Who sells the plant its steel tube and welding wire: the purchase request's supplier.
+SUPPLIER = Supplier("S-TUBEX", "Tubex Stahlrohr GmbH")
+#: What the line-side application asks the supplier for: (component, quantity in its unit).
+REPLENISHMENT = (("RAW-TUBE-40X40", 400.0), ("RAW-WIRE-G3SI1", 25.0))
+COMPONENTS = {c.sku: c for p in PRODUCTS for c in p.components}
 
 
 def production_plan(mos: int, *, seed: int = 42) -> list[tuple[Product, float]]:

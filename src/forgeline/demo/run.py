@@ -6,17 +6,23 @@ Everything runs for real on loopback, over HTTP:
 
 * a simulated Odoo 19 is the ERP (JSON-2 with an API key, its database in the data
   directory); the simulated MES, WMS and QMS are the shop floor, each in its own vocabulary;
-  two stand-ins on one receiver are the plant's historian and a customer portal;
+  a stand-in receiver is the plant's historian, and a customer portal verifies the signed
+  webhooks of the endpoint the operator registers for it (``portal.py``);
 * the hub runs from ``plant.yaml``, written into the data directory from the package's
   template (``wiring.py``): five systems, one ownership rule, eleven mappings, ten flows;
 * the demo plays the people: the PLM releases the products (a signed webhook), the ERP's
-  administrators set up BoMs and stock, planners confirm MOs in Odoo, the operator starts the
-  work orders at the MES, an MES user renames a product it does not own, and the operator
-  handles the dead letters.
+  administrators set up BoMs, stock, customers and a supplier, planners confirm MOs in Odoo,
+  the operator starts the work orders at the MES, an MES user renames a product it does not
+  own, and the operator handles the dead letters and the portal's outage;
+* and the plant's own software: the operator gives a line-side application and the customer
+  portal identities of their own, and they call the business APIs instead of Odoo
+  (``apps.py``: availability, a purchase request, a confirmed transaction, customer
+  validation, and what a partner may not do).
 
 What goes wrong on purpose: Odoo loses the answer to one ``button_mark_done`` after
 committing it, the historian asks once to get a report later (503, ``Retry-After``), the QMS
-rejects one lot, the portal is down until the operator brings it back. At the end the demo
+rejects one lot, the portal is down until the operator brings it back (and asks its endpoint
+to ``recover``). At the end the demo
 checks each system's own end state (``checks.py``) and answers whether every check passed.
 """
 
@@ -39,6 +45,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..business import BusinessSettings
 from ..config import Settings
 from ..connectors.odoo import OdooClient, odoo_source
 from ..exceptions import ForgelineError
@@ -50,20 +57,26 @@ from ..sim.odoo.server import OdooServer
 from ..sim.qms import QmsServer
 from ..sim.wms import WmsServer
 from ..store import DeadLetterFilter
-from ..testing import Receiver, running_hub
+from ..testing import Receiver
 from .api import DemoError, expect, log_head, post_signed
-from .downstream import HISTORIAN, PARTNER
+from .apps import Applications
+from .downstream import HISTORIAN
 from .floor import Floor
-from .odoo import OdooPlant, odoo_units, seed_plant
+from .odoo import OdooPlant, odoo_units, seed_accounts, seed_plant
 from .operations import PRODUCTS_FLOW, Operations
 from .plant import (
+    CUSTOMERS,
     FULL,
     LINES,
     SMOKE,
+    SUPPLIER,
+    Scale,
     mes_part_master,
     plm_items,
     production_plan,
 )
+from .portal import Portal
+from .serving import serve_hub
 from .state import DemoResult, Order
 from .wiring import CONFIG_FILE, PlantAddresses, PlantSecrets, write_plant_config
 
@@ -96,8 +109,16 @@ def _target(spec: SubscriptionSpec) -> str:
     return spec.name
 
 
-class Demo(Operations):
-    """The scenario, step by step (its second half: ``operations.Operations``)."""
+def _business(scale: Scale) -> BusinessSettings:
+    """The availability cache timed to the run, so the demo need not sit out a plant's
+    seconds to show a cached and then a stale answer."""
+    return BusinessSettings(
+        availability_ttl=scale.cache_ttl, availability_deadline=scale.erp_deadline
+    )
+
+
+class Demo(Operations, Applications):
+    """The scenario, step by step (then ``operations.Operations``, ``apps.Applications``)."""
 
     async def run(self) -> bool:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -113,6 +134,7 @@ class Demo(Operations):
             async with (
                 OdooClient(odoo.url, "demo", api_key=keys.odoo_api_key) as erp,
                 Receiver(self.downstream.script) as receiver,
+                Portal() as portal,
                 WmsServer(
                     auto_complete=settle,
                     callback_secret=keys.wms_callback_secret,
@@ -126,7 +148,7 @@ class Demo(Operations):
                 ) as qms,
                 httpx.AsyncClient(timeout=10.0) as http,
             ):
-                self.receiver = receiver
+                self.receiver, self.portal = receiver, portal
                 unit, kg = await odoo_units(erp)
                 mes_url = f"http://127.0.0.1:{_free_port()}"
                 self.config = write_plant_config(
@@ -136,7 +158,6 @@ class Demo(Operations):
                         mes_url=mes_url,
                         wms_url=wms.url,
                         qms_url=qms.url,
-                        partner_url=receiver.url(PARTNER),
                         historian_url=receiver.url(HISTORIAN),
                         plan_prefix=PLAN_PREFIX,
                         uom_unit_id=unit,
@@ -147,7 +168,7 @@ class Demo(Operations):
                 settings = Settings.load(config_file=self.config, env={})
                 self.odoo_source = odoo_source(odoo.url, "demo")
                 async with (
-                    running_hub(settings) as (hub, url),
+                    serve_hub(settings, _business(self.scale)) as (hub, url, business),
                     httpx.AsyncClient(
                         base_url=url,
                         headers={"Authorization": f"Bearer {hub.admin_key}"},
@@ -173,6 +194,7 @@ class Demo(Operations):
                     self.mes, self.wms, self.qms = mes, wms, qms
                     self.log_start = await log_head(client)
                     self.introduce(settings, url, odoo.url, mes.url, wms.url, qms.url)
+                    await self.register_portal(client)
                     await self.linger()
 
                     self.heading(2, "The PLM releases the products; a flow upserts them into Odoo")
@@ -181,10 +203,13 @@ class Demo(Operations):
                         erp, f"{url}/hooks/odoo/{ERP}/{keys.odoo_hook_token}", PLAN_PREFIX
                     )
                     self.odoo = OdooPlant(erp, faults, plan, seeded)
+                    await seed_accounts(erp)
                     self.say(
                         f"   Odoo's administrators add {seeded.boms} BoMs, count "
                         f"{seeded.counted} components on hand and the MO webhook automation "
-                        f"#{seeded.automation} → /hooks/odoo/{ERP}/…",
+                        f"#{seeded.automation} → /hooks/odoo/{ERP}/…; accounting adds "
+                        f"{len(CUSTOMERS)} customers (credit limits on) and supplier "
+                        f"{SUPPLIER.ref}",
                         always=True,
                     )
                     await self.linger()
@@ -207,11 +232,18 @@ class Demo(Operations):
                     await self.rename_from_the_floor(client)
                     await self.linger()
 
-                    self.heading(7, "Operate: the dead letters, a portal fixed, a replay")
+                    self.heading(7, "Operate: dead letters, the portal back, its endpoint recovers")
                     await self.recover(client)
 
-                    self.heading(8, "Summary")
+                    self.heading(8, "Business APIs: a plant application and a partner call the hub")
+                    await self.call_business_apis(
+                        client, url, plan.removeprefix(PLAN_PREFIX), business.availability
+                    )
+                    await self.linger()
+
+                    self.heading(9, "Summary")
                     await self.verify(client, hub, odoo, mes)
+                    await self.verify_apis(hub)
                     await self.summarize(client)
         return all(check.ok for check in self.checks)
 
@@ -232,7 +264,8 @@ class Demo(Operations):
         for name, peer in zip(("Odoo 19", "MES", "WMS", "QMS"), peers, strict=True):
             self.say(f"   {name:<10}{peer}")
         assert self.receiver is not None
-        self.say(f"   {'Portal':<10}{self.receiver.url(PARTNER)}")
+        assert self.portal is not None
+        self.say(f"   {'Portal':<10}{self.portal.url}")
         self.say(f"   {'Historian':<10}{self.receiver.url(HISTORIAN)}")
         self.say(self.flows_table(settings))
 
@@ -364,10 +397,13 @@ async def run_demo(
                     Text(
                         "A plant whose systems talk only to the hub: the PLM releases "
                         "products, Odoo plans MOs, the MES builds them, the WMS stores and the "
-                        "QMS inspects the lots, a portal hears of released lots.\n"
+                        "QMS inspects the lots, a portal hears of released lots (signed "
+                        "webhooks).\n"
                         "The hub's flows (plant.yaml) do all the carrying. A lost Odoo answer, "
                         "a historian asking to wait, a rejected lot, a portal that is down, a "
-                        "product changed by the wrong system: watch what the hub does."
+                        "product changed by the wrong system: watch what the hub does.\n"
+                        "Then a plant application and a partner, each with its own identity, "
+                        "call the hub's business APIs instead of Odoo."
                     ),
                 )
             )

@@ -20,12 +20,13 @@ from ..sim.qms import QmsServer
 from ..sim.wms import WmsServer
 from ..testing import Receiver
 from .api import read_log
-from .downstream import HISTORIAN, PARTNER, Downstream
+from .downstream import HISTORIAN, Downstream
 from .floor import Floor
 from .odoo import OdooPlant
 from .plant import Product, Scale
+from .portal import Portal
 
-__all__ = ["Check", "DemoResult", "DemoState", "Order"]
+__all__ = ["ApiCall", "ApiRun", "Check", "DemoResult", "DemoState", "Order"]
 
 
 @dataclass
@@ -65,6 +66,55 @@ class Order:
         return str(self.wo.get("lotNo", ""))
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One answer of the hub's API, as its caller got it."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+    seconds: float = 0.0  # how long the caller waited
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The body if it is a JSON object, else empty: what the narration and checks read."""
+        return self.body if isinstance(self.body, dict) else {}
+
+    @classmethod
+    def of(cls, response: httpx.Response, seconds: float = 0.0) -> ApiCall:
+        try:
+            body = response.json() if response.content else None
+        except ValueError:  # not JSON (a proxy's page): kept as text for the checks to show
+            body = response.text
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return cls(response.status_code, headers, body, seconds)
+
+
+@dataclass
+class ApiRun:
+    """What the plant's application and the partner did through the hub's API (step 8), for
+    the checks: who they are, and what each call answered."""
+
+    app: dict[str, Any] = field(default_factory=dict)  # the plant application principal
+    partner: dict[str, Any] = field(default_factory=dict)  # the partner principal
+    #: "app key" (the application's API key), "app key id", "secret id" (the partner's)
+    credentials: dict[str, str] = field(default_factory=dict)
+    token: dict[str, Any] = field(default_factory=dict)  # the partner's /oauth/token answer
+    sku: str = ""  # the component whose availability the application asked
+    availability: list[ApiCall] = field(default_factory=list)  # fresh, cached, Odoo slow
+    odoo_fetches: int = 0  # the hub's reads of Odoo for the first two answers
+    odoo_on_hand: float | None = None  # what Odoo itself says is on hand
+    purchase: dict[str, Any] = field(default_factory=dict)  # the request's body
+    purchases: list[ApiCall] = field(default_factory=list)  # first, then the same again
+    rfq_marker: str = ""  # the origin Odoo's RFQ carries for the request's key
+    customers: dict[str, ApiCall] = field(default_factory=dict)  # by reference
+    rework: str = ""  # the MO the line-side application confirms
+    transaction: ApiCall | None = None  # POST /v1/transactions
+    transaction_status: ApiCall | None = None  # its status URL, once settled
+    refused: dict[str, ApiCall] = field(default_factory=dict)  # what the partner may not
+    audit: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by tenant
+
+
 @dataclass
 class Progress:
     """Where the plant is, read from each system (for the table)."""
@@ -88,7 +138,9 @@ class DemoState:
     checks: list[Check] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     downstream: Downstream = field(default_factory=Downstream)
-    receiver: Receiver | None = None
+    receiver: Receiver | None = None  # the historian
+    portal: Portal | None = None  # the customer portal's webhook endpoint
+    endpoint: dict[str, Any] = field(default_factory=dict)  # the hub's, for the portal
     floor: Floor | None = None
     client: httpx.AsyncClient | None = None  # the hub's API, as the admin
     hub_url: str = ""
@@ -104,10 +156,12 @@ class DemoState:
     resent: dict[str, Any] = field(default_factory=dict)  # the hub's answer to a resend
     refused_change: dict[str, Any] = field(default_factory=dict)  # the MES's product change
     dead: list[dict[str, Any]] = field(default_factory=list)  # at the portal, before recovery
-    replayed: int = 0
+    replayed: int = 0  # what the endpoint's recover resent
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # the endpoint's attempt log
     discarded: list[str] = field(default_factory=list)  # dead letters the operator discarded
     rows: list[dict[str, Any]] = field(default_factory=list)  # Odoo's MOs at the end
     progress: Progress = field(default_factory=Progress)
+    apis: ApiRun = field(default_factory=ApiRun)
 
     # -- output ----------------------------------------------------------------------------
 
@@ -186,5 +240,11 @@ class DemoState:
         return {order.lot: order for order in self.orders if order.lot}
 
     def partner_got(self) -> set[str]:
-        assert self.receiver is not None
-        return set(self.receiver.ids(PARTNER))
+        """The events the portal took: verified, and answered 2xx."""
+        assert self.portal is not None
+        return set(self.portal.accepted())
+
+    @property
+    def portal_subscription(self) -> str:
+        """The subscription behind the portal's endpoint (its deliveries, its dead letters)."""
+        return str(self.endpoint.get("subscription", ""))

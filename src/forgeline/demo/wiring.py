@@ -36,7 +36,6 @@ class PlantAddresses:
     mes_url: str
     wms_url: str
     qms_url: str
-    partner_url: str
     historian_url: str
     plan_prefix: str  # origin of the MOs the hub's poller watches (``PLAN/``)
     uom_unit_id: int  # Odoo's uom.uom ids for EA and KG
