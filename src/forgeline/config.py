@@ -58,6 +58,11 @@ class Settings:
     ratelimit_on_outage: Literal["local", "closed"] = "local"
     cors_origins: tuple[str, ...] = ()
     force_hsts: bool = False
+    # The availability API: answers reused this long (s); how long a request waits on Odoo
+    # before it gets the last known value; the oldest value still worth serving.
+    availability_ttl: float = 5.0
+    availability_deadline: float = 2.0
+    availability_max_stale: float = 3600.0
     # Outbound webhooks: networks they may reach despite the SSRF rules (plus the CIDRs in
     # FORGELINE_EGRESS_ALLOW), https only, and how long an endpoint may fail before it is
     # disabled (seconds).
@@ -133,6 +138,10 @@ class Settings:
             raise ConfigError("ratelimit_on_outage is local or closed")
         if settings.rate_limit <= 0 or settings.rate_burst < 1:
             raise ConfigError("rate_limit must be > 0 requests/s and rate_burst >= 1")
+        if min(settings.availability_ttl, settings.availability_deadline) <= 0:
+            raise ConfigError("availability_ttl and availability_deadline must be > 0 seconds")
+        if settings.availability_max_stale < 0:
+            raise ConfigError("availability_max_stale must be >= 0 seconds")
         if settings.role != "all" and settings.embedded:
             raise ConfigError(
                 f"--role {settings.role} needs shared backends (a postgresql:// store and a "
@@ -162,6 +171,9 @@ _HUB_KEYS = {
     "ratelimit_on_outage": str,
     "cors_origins": tuple,
     "force_hsts": bool,
+    "availability_ttl": float,
+    "availability_deadline": float,
+    "availability_max_stale": float,
     "egress_allow": tuple,
     "egress_https_only": bool,
     "webhook_disable_after": float,

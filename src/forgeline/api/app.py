@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from .. import __version__
+from ..business import BusinessSettings
 from ..config import Settings
 from ..exceptions import BackendError
 from ..hub import Hub
@@ -72,7 +73,15 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         ),
     )
     install_identity(app)  # /oauth/token, JWKS, /v1/principals, /v1/audit
-    install_business(app)  # /v1/inventory, /v1/purchase-requests, /v1/customers, /v1/transactions
+    # /v1/inventory, /v1/purchase-requests, /v1/customers, /v1/transactions
+    install_business(
+        app,
+        BusinessSettings(
+            availability_ttl=settings.availability_ttl,
+            availability_deadline=settings.availability_deadline,
+            availability_max_stale=settings.availability_max_stale,
+        ),
+    )
     # Every route under /v1 names the scope it needs; authenticating at the router too means
     # a route added without one still never answers an anonymous caller.
     guarded = [Depends(authenticate)]
