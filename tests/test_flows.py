@@ -311,7 +311,8 @@ flows:
             quarantined = await _events_of(client, QUARANTINE_TYPE, 1)
             assert len(quarantined) == 1
             reason = quarantined[0]["data"]["reason"]
-            assert "mes://line-1 may not change product 'P-1'" in reason and "plm" in reason
+            assert "mes://line-1 (no configured system) may not change product 'P-1'" in reason
+            assert "plm owns product" in reason
             assert quarantined[0]["data"]["event"]["id"] == rogue.id
             dead = await _dead(client, 1)
             assert [d["event_id"] for d in dead] == [rogue.id]

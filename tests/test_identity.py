@@ -283,6 +283,15 @@ async def test_scope_escalation_is_refused_and_narrowing_allowed(
     narrowed = await request_token(url, app["id"], secret, scope="events:read:lot.*")
     assert narrowed.status_code == 200, narrowed.text
     assert narrowed.json()["scope"] == "events:read:lot.*"
+    # The narrowed token works, for what it names only.
+    token = narrowed.json()["access_token"]
+    async with bearer(url, client.headers["Authorization"].split()[1]) as operator:
+        for id, type in (("lot-1", "lot.released.v1"), ("mo-1", "production.completed.v1")):
+            event = {"specversion": "1.0", "id": id, "source": "t", "type": type, "tenant": ACME}
+            assert (await operator.post("/v1/events", json=event)).status_code == 201
+    async with bearer(url, token) as narrow:
+        listed = (await narrow.get("/v1/events")).json()["events"]
+        assert [item["event"]["id"] for item in listed] == ["lot-1"]
 
 
 async def test_a_token_opens_the_routes_of_its_scopes_only(
@@ -568,6 +577,16 @@ async def test_a_tenant_admin_grants_only_scopes_it_holds(
         [entry] = await audit_entries(client, tenant=ACME, action="principal.update")
         assert entry["outcome"] == "denied"
         assert entry["actor"] == admin["id"]
+        # Minting a credential for a principal is granting its scopes: the same rule.
+        strong = await make_principal(client, "svc", scopes=["subscriptions:write"])
+        for path in (
+            f"/v1/principals/{strong['id']}/keys",
+            f"/v1/principals/{strong['id']}/secrets",
+        ):
+            assert (await alice.post(path, json={})).status_code == 403
+        existing = await make_key(client, strong["id"])
+        rotate = f"/v1/principals/{strong['id']}/keys/{existing['id']}/rotate"
+        assert (await alice.post(rotate, json={})).status_code == 403
 
 
 async def test_partners_never_hold_or_reach_admin_scopes(

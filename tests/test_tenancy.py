@@ -255,3 +255,54 @@ async def test_a_tenants_sinks_reach_only_what_the_egress_policy_allows(hubs: Hu
         assert (await operator.post("/v1/subscriptions", json=metadata)).status_code == 201
         endpoint = {"name": "ep", "types": ["x.*"], "sink": {"webhook": {"endpoint": "ep_1"}}}
         assert (await operator.post("/v1/subscriptions", json=endpoint)).status_code == 422
+
+
+async def test_a_tenants_subscriptions_cannot_act_as_the_hub(hubs: Hubs) -> None:
+    """Odoo, MQTT, file and publish sinks act with the hub's own credentials or identity: a
+    tenant gets none of them (an Odoo RPC as the hub, events from any source)."""
+    sinks = [
+        {"odoo": {"system": "erp", "model": "res.users", "action": "call", "method": "write"}},
+        {"publish": {"type": "y.v1", "source": "api/p-other"}},
+        {"file": {"system": "partner", "name": "x-{seq}.jsonl"}},
+        {"mqtt": {"system": "broker", "topic": "t"}},
+    ]
+    async with hubs.client("acme-admin") as acme:
+        for sink in sinks:
+            answer = await acme.post(
+                "/v1/subscriptions", json={"name": "s", "types": ["x.*"], "sink": sink}
+            )
+            assert answer.status_code == 422, (sink, answer.text)
+        assert (await acme.get("/v1/subscriptions")).json()["subscriptions"] == []
+
+
+async def test_a_tenant_cannot_publish_as_a_system_nor_take_anothers_ids(
+    tmp_path: Path,
+) -> None:
+    """Flows and ownership rules trust a configured system's source; and one publisher's
+    (source, id) is not another's to claim: a clash is a 409, never a silent 'duplicate'."""
+    config = tmp_path / "forgeline.yaml"
+    config.write_text(
+        "systems:\n  mes: {kind: webhook, type: mes.message.v1, source: 'mes://plant-1',"
+        " verify: {token: hook-token-123456}}\n"
+    )
+    settings = Settings.load(config_file=config, env={}, data_dir=tmp_path / "data")
+    async with running_hub(settings) as (hub, url):
+
+        async def identify(credential: str) -> Caller | None:
+            return CALLERS.get(credential)
+
+        hub.identify = identify  # type: ignore[method-assign]
+        hubs = Hubs(hub, url, None)  # type: ignore[arg-type]
+        async with hubs.client("acme-admin") as acme, hubs.client("globex-admin") as globex:
+            posing = {**_event("m-1"), "source": "mes://plant-1"}
+            assert (await acme.post("/v1/events", json=posing)).status_code == 403
+            hubs_own = {**_event("m-2"), "source": "forgeline/route"}
+            assert (await acme.post("/v1/events", json=hubs_own)).status_code == 403
+            assert (await globex.post("/v1/events", json=_event("shared-1"))).status_code == 201
+            clash = await acme.post("/v1/events", json=_event("shared-1"))
+            assert clash.status_code == 409
+            (result,) = clash.json()["events"]
+            assert result["conflict"] is True and "position" not in result
+            # The same publisher sending again is a plain duplicate, as always.
+            again = await globex.post("/v1/events", json=_event("shared-1"))
+            assert again.status_code == 200 and again.json()["events"][0]["duplicate"]

@@ -28,6 +28,7 @@ from forgeline.exceptions import BackendError, ConfigError, Conflict, InvalidInp
 from forgeline.ownership import open_cross_references
 from forgeline.security.audit import GENESIS, AuditEntry
 from forgeline.security.store import (
+    CLAIM_LEASE,
     IDEMPOTENCY_TTL,
     TOUCH_INTERVAL,
     Credential,
@@ -426,6 +427,23 @@ class SecurityStoreContract:
             )
             assert sum(answer is None for answer in answers) == 1
             assert all(answer is None or answer.in_progress for answer in answers)
+
+    async def test_an_abandoned_claim_frees_its_key_after_the_lease(
+        self, store: SecurityStore
+    ) -> None:
+        """A request that died between its claim and its answer (kill -9) does not lock its
+        key for a day: after ``CLAIM_LEASE`` the next request runs; an answered key stays."""
+        now = time.time()
+        assert await store.remember_request("acme", "pr_1", "dead", "d", now=now) is None
+        soon = await store.remember_request("acme", "pr_1", "dead", "d", now=now + 60)
+        assert soon is not None and soon.in_progress
+        later = now + CLAIM_LEASE + 1
+        assert await store.remember_request("acme", "pr_1", "dead", "d", now=later) is None
+        await store.complete_request("acme", "pr_1", "dead", "d", 201, b"{}", now=later)
+        kept = await store.remember_request(
+            "acme", "pr_1", "dead", "d", now=later + CLAIM_LEASE * 2
+        )
+        assert kept is not None and kept.status == 201
 
     async def test_a_released_or_expired_key_is_free_again(self, store: SecurityStore) -> None:
         now = time.time()

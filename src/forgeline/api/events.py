@@ -82,19 +82,50 @@ Reader = Annotated[Caller, Depends(require("events:read"))]
 async def publish(request: Request, caller: Publisher) -> Response:
     hub: Hub = request.app.state.hub
     body = await request.body()
-    events = [_admitted(event, caller) for event in _parse(request, body, hub.settings.max_batch)]
+    parsed = _parse(request, body, hub.settings.max_batch)
+    events = [_admitted(event, caller, hub) for event in parsed]
     answers = await hub.publish(events)
-    results = [
-        {"id": e.id, "source": e.source, "position": a.position, "duplicate": a.duplicate}
-        for e, a in zip(events, answers, strict=True)
-    ]
+    results: list[dict[str, Any]] = []
+    conflicts = 0
+    for event, answer in zip(events, answers, strict=True):
+        if answer.duplicate and caller.tenant is not None and not await _ours(hub, event):
+            # The pair is another publisher's: saying "duplicate" (and where) would both drop
+            # this event silently and tell its sender about someone else's.
+            conflicts += 1
+            results.append({"id": event.id, "source": event.source, "conflict": True})
+            continue
+        results.append(
+            {
+                "id": event.id,
+                "source": event.source,
+                "position": answer.position,
+                "duplicate": answer.duplicate,
+            }
+        )
+    if conflicts:
+        return json_response(
+            {
+                "events": results,
+                "detail": f"{conflicts} event(s) reuse a source and id another publisher "
+                "used: not stored; give them ids of your own",
+            },
+            409,
+        )
     status = 200 if all(a.duplicate for a in answers) else 201
     return json_response({"events": results}, status)
 
 
-def _admitted(event: Event, caller: Caller) -> Event:
+async def _ours(hub: Hub, event: Event) -> bool:
+    """Whether the stored event with ``event``'s (source, id) is of ``event``'s tenant."""
+    stored = await hub.log.get(event.source, event.id)
+    return stored is not None and stored.event.tenant == event.tenant
+
+
+def _admitted(event: Event, caller: Caller, hub: Hub) -> Event:
     """``event`` as ``caller`` may publish it: a type its scopes allow, in its own tenant
-    (stamped on the event when absent), without the hub's own ``origin`` extension."""
+    (stamped on the event when absent), without the hub's own ``origin`` extension, and -
+    for a tenant's caller - not in a source a configured system or the hub itself stamps
+    (flows and ownership rules trust those to say who sent an event)."""
     if "origin" in event.extensions:
         # Ownership rules trust it: only the hub sets it, on the events its flows derive.
         raise InvalidEvent(
@@ -107,6 +138,11 @@ def _admitted(event: Event, caller: Caller) -> Event:
         raise Forbidden(f"event {event.id!r}: your scopes do not allow publishing {event.type}")
     if caller.tenant is None:
         return event
+    if event.source.startswith("forgeline/") or hub.transform.origins.system_of(event.source):
+        raise Forbidden(
+            f"event {event.id!r}: source {event.source!r} is a configured system's or the "
+            "hub's; publish under a source of your own"
+        )
     tenant = event.extensions.get("tenant")
     if tenant is None:
         return replace(event, extensions={**event.extensions, "tenant": caller.tenant})

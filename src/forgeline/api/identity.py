@@ -68,8 +68,9 @@ def install_identity(app: FastAPI) -> None:
     """Add the token endpoint, discovery and the identity admin routes to ``app`` (once: a
     second call changes nothing), after ``app.state.guard`` is set. The hub must have an
     ``authority`` (``Authority``)."""
-    if any(getattr(route, "path", None) == "/oauth/token" for route in app.routes):
+    if getattr(app.state, "identity_installed", False):
         return
+    app.state.identity_installed = True
     # No caller is known on these routes: the rate-limit guard (``hygiene``) keys them by
     # client address, so guessing client secrets is paced. The admin routes get it through
     # ``authenticate``.
@@ -94,6 +95,11 @@ def _security(request: Request) -> SecurityStore:
 
 # -- the token endpoint --------------------------------------------------------------------
 
+_OAUTH_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
 _TOKEN_FORM = {
     "requestBody": {
         "required": True,
@@ -113,9 +119,35 @@ _TOKEN_FORM = {
         },
     },
     "responses": {
-        "200": {"description": "An access token (RFC 6749 §5.1)."},
-        "400": {"description": "RFC 6749 §5.2 error: invalid_request, invalid_scope, ..."},
-        "401": {"description": "invalid_client"},
+        "200": {
+            "description": "An access token (RFC 6749 §5.1).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["access_token", "token_type", "expires_in"],
+                        "properties": {
+                            "access_token": {"type": "string"},
+                            "token_type": {"type": "string"},
+                            "expires_in": {"type": "integer"},
+                            "scope": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        },
+        "400": {
+            "description": "RFC 6749 §5.2 error: invalid_request, invalid_scope, ...",
+            "content": {"application/json": {"schema": _OAUTH_ERROR}},
+        },
+        "401": {
+            "description": "invalid_client",
+            "content": {"application/json": {"schema": _OAUTH_ERROR}},
+        },
+        "429": {
+            "description": "Too many attempts from this address (a problem, Retry-After)",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}},
+        },
     },
 }
 
@@ -479,6 +511,8 @@ def _credential_routes(segment: str, kind: CredentialKind) -> None:
         ) as action:
             principal = await store.get_principal(id, tenant=caller.tenant)
             action.tenant = principal.tenant
+            # A credential carries its principal's scopes: minting one is granting them.
+            _grantable(caller, set(principal.scopes))
             expires_at = None if lifetime is None else _authority(request).clock() + lifetime
             plaintext, credential = await _with_fresh_prefix(
                 kind,
@@ -524,6 +558,7 @@ def _credential_routes(segment: str, kind: CredentialKind) -> None:
             action.detail["principal"] = id
             principal = await store.get_principal(id, tenant=caller.tenant)
             action.tenant = principal.tenant
+            _grantable(caller, set(principal.scopes))  # a new credential is a new grant
             old = await _own_credential(store, principal.id, credential_id, kind, caller.tenant)
             overlap_until = apikeys.rotated_expiry(
                 old.expires_at, now=now, overlap=rotation.overlap_seconds

@@ -73,6 +73,14 @@ async def _admissible(spec: SubscriptionSpec, hub: Hub, caller: Caller) -> None:
         raise InvalidSubscription("webhook endpoints are made at /v1/webhooks/endpoints")
     if caller.tenant is None:
         return
+    if not isinstance(spec.sink, HttpSink | RestSink):
+        # Odoo, MQTT, file and publish sinks act with the hub's own credentials and
+        # identity (an Odoo RPC, the plant's broker, a partner's outbox, events from any
+        # source): they are the operator's to configure, never a tenant's.
+        raise InvalidSubscription(
+            "a tenant's subscriptions deliver over HTTP (url or rest sinks); other sinks "
+            "act as the hub and are configured by the operator"
+        )
     urls = []
     if isinstance(spec.sink, HttpSink):
         urls.append(spec.sink.url)
@@ -110,7 +118,8 @@ def subscription_json(sub: Subscription) -> dict[str, Any]:
     }
 
 
-_HOST_REFERENCE = ("env:", "file:")
+# sealed: too - a sealed value from a backup would otherwise be opened and sent anywhere.
+_HOST_REFERENCE = ("env:", "file:", "sealed:")
 
 
 def _no_host_references(spec: SubscriptionSpec) -> None:
@@ -146,7 +155,8 @@ async def create_subscription(request: Request, spec: SubscriptionSpec, caller: 
     _no_host_references(spec)
     hub = _hub(request)
     await _admissible(spec, hub, caller)
-    async with audited(hub, caller, "subscription.create", tenant=caller.tenant) as action:
+    tenant = spec.tenant if caller.tenant is None else caller.tenant
+    async with audited(hub, caller, "subscription.create", tenant=tenant) as action:
         sub = await hub.create_subscription(_sealed(_tenanted(spec, caller), hub))
         action.target, action.detail = sub.id, {"name": sub.spec.name}
     return json_response(
@@ -350,8 +360,8 @@ async def get_dead_letter(request: Request, id: DeadLetterPath, caller: DeadRead
 @deadletters.post("/{id}/replay", status_code=202, summary="Deliver one dead letter again")
 async def replay_dead_letter(request: Request, id: DeadLetterPath, caller: DeadWriter) -> Response:
     hub = _hub(request)
-    async with audited(hub, caller, "deadletter.replay", target=str(id)):
-        await _must_be_dead(hub, caller, id)
+    async with audited(hub, caller, "deadletter.replay", target=str(id)) as action:
+        action.tenant = await _must_be_dead(hub, caller, id)
         count = await hub.replay_dead(DeadLetterFilter(ids=[id]))
     return json_response({"replayed": count}, 202)
 
@@ -363,7 +373,7 @@ async def discard_dead_letter(
     hub = _hub(request)
     async with audited(hub, caller, "deadletter.discard", target=str(id)) as action:
         action.detail = {"reason": body.reason}
-        await _must_be_dead(hub, caller, id)
+        action.tenant = await _must_be_dead(hub, caller, id)
         count = await hub.discard_dead(DeadLetterFilter(ids=[id]), body.reason)
     return json_response({"discarded": count})
 
@@ -392,16 +402,22 @@ async def discard_dead_letters(request: Request, body: Discard, caller: DeadWrit
 
 async def _delivery(hub: Hub, caller: Caller, id: int) -> Delivery:
     """Delivery ``id``, if its subscription is the caller's tenant's (else as missing)."""
+    return (await _delivery_and_tenant(hub, caller, id))[0]
+
+
+async def _delivery_and_tenant(hub: Hub, caller: Caller, id: int) -> tuple[Delivery, str | None]:
     delivery = await hub.store.get_delivery(id)
-    if caller.tenant is not None:
-        try:
-            await _owned(hub, caller, delivery.subscription_id)
-        except NotFound:
-            raise NotFound(f"no delivery {id}") from None
-    return delivery
+    try:
+        sub = await _owned(hub, caller, delivery.subscription_id)
+    except NotFound:
+        raise NotFound(f"no delivery {id}") from None
+    return delivery, sub.spec.tenant
 
 
-async def _must_be_dead(hub: Hub, caller: Caller, id: int) -> None:
-    delivery = await _delivery(hub, caller, id)
+async def _must_be_dead(hub: Hub, caller: Caller, id: int) -> str | None:
+    """Refuse unless delivery ``id`` is dead; answer its subscription's tenant (the audit
+    entry is that tenant's, also when the operator acts)."""
+    delivery, tenant = await _delivery_and_tenant(hub, caller, id)
     if delivery.state != "dead":
         raise Conflict(f"delivery {id} is {delivery.state}, not dead")
+    return tenant

@@ -83,8 +83,10 @@ class Transform:
             entity = known.entity if known is not None else None
         if entity is None:
             return
-        system = self.origin_of(event)
-        change = Change.from_event(event, system=system or event.source, entity=entity)
+        # No configured system claims the source: it cannot be an owner, whatever it is
+        # called (a source spelled like the owner's name proves nothing).
+        system = self.origin_of(event) or f"{event.source} (no configured system)"
+        change = Change.from_event(event, system=system, entity=entity)
         try:
             self.ownership.check(change)
         except OwnershipConflict as conflict:

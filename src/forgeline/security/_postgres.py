@@ -105,7 +105,8 @@ class PostgresSecurityStore(SecurityStore):
             " VALUES ($1, $2, $3, $4, NULL, NULL, $5, NULL)"
             " ON CONFLICT (tenant, principal, key) DO UPDATE SET digest = excluded.digest,"
             " status = NULL, body = NULL, created_at = excluded.created_at, completed_at = NULL"
-            " WHERE r.created_at < $6 RETURNING created_at"
+            " WHERE r.created_at < $6 OR (r.status IS NULL AND r.created_at < $7)"
+            " RETURNING created_at"
         )
 
     async def open(self) -> None:
@@ -367,7 +368,7 @@ class PostgresSecurityStore(SecurityStore):
     # -- idempotency -----------------------------------------------------------------------
 
     async def _remember(
-        self, claim: IdempotencyRecord, expired_before: float
+        self, claim: IdempotencyRecord, expired_before: float, abandoned_before: float
     ) -> IdempotencyRecord | None:
         key = (claim.tenant, claim.principal, claim.key)
         read_sql = (
@@ -379,7 +380,12 @@ class PostgresSecurityStore(SecurityStore):
             # Twice at most: the record that won a race vanishes only if it is released.
             for _ in range(2):
                 won = await conn.fetchrow(
-                    self._remember_sql, *key, claim.digest, claim.created_at, expired_before
+                    self._remember_sql,
+                    *key,
+                    claim.digest,
+                    claim.created_at,
+                    expired_before,
+                    abandoned_before,
                 )
                 if won is not None:
                     return None

@@ -285,7 +285,7 @@ class SqliteSecurityStore(SecurityStore):
     # -- idempotency -----------------------------------------------------------------------
 
     async def _remember(
-        self, claim: IdempotencyRecord, expired_before: float
+        self, claim: IdempotencyRecord, expired_before: float, abandoned_before: float
     ) -> IdempotencyRecord | None:
         key = (claim.tenant, claim.principal, claim.key)
 
@@ -295,7 +295,8 @@ class SqliteSecurityStore(SecurityStore):
                 " WHERE tenant = ? AND principal = ? AND key = ?",
                 key,
             ).fetchone()
-            if row is not None and row[6] >= expired_before:
+            abandoned = row is not None and row[4] is None and row[6] < abandoned_before
+            if row is not None and row[6] >= expired_before and not abandoned:
                 return idempotency_from_row(row)
             conn.execute(
                 f"INSERT OR REPLACE INTO idempotency_keys ({IDEMPOTENCY_COLUMNS})"

@@ -326,7 +326,11 @@ class Authority:
         if why is not None:
             log.info("access token %s refused: %s", claims.token_id, why)
             return None
-        return _caller(principal, claims.scopes & frozenset(principal.scopes), via="token")
+        # The token's scopes as far as the principal still holds them (a narrowing such as
+        # events:read:lot.* of a held events:read stays: it is less, not more).
+        held = set(principal.scopes)
+        scopes = frozenset(s for s in claims.scopes if _covered(s, held, principal.kind))
+        return _caller(principal, scopes, via="token")
 
     def _verify(self, token: str) -> Claims:
         return verify(

@@ -44,6 +44,7 @@ from .audit import (
 )
 
 __all__ = [
+    "CLAIM_LEASE",
     "IDEMPOTENCY_TTL",
     "MAX_PAGE",
     "TOUCH_INTERVAL",
@@ -74,6 +75,10 @@ CREDENTIAL_KINDS: tuple[str, ...] = get_args(CredentialKind)
 
 #: An Idempotency-Key is remembered this long (seconds); after that the key is free again.
 IDEMPOTENCY_TTL = 24 * 3600.0
+#: A claim still unanswered after this long (seconds) belonged to a request that died (a
+#: crash between the claim and its answer): the key's next request may run. The requests
+#: themselves must then be safe to run twice - a purchase request finds its RFQ by marker.
+CLAIM_LEASE = 300.0
 #: ``last_used_at`` is written at most this often per credential (seconds): it answers "is
 #: this key still in use?", which needs minutes, not one write per request.
 TOUCH_INTERVAL = 60.0
@@ -463,7 +468,7 @@ class SecurityStore(AsyncResource, ABC):
         _check_request_key(tenant, principal, key, digest)
         now = time.time() if now is None else now
         claim = IdempotencyRecord(tenant, principal, key, digest, None, None, now)
-        return await self._remember(claim, now - IDEMPOTENCY_TTL)
+        return await self._remember(claim, now - IDEMPOTENCY_TTL, now - CLAIM_LEASE)
 
     async def complete_request(
         self,
@@ -625,10 +630,12 @@ class SecurityStore(AsyncResource, ABC):
 
     @abstractmethod
     async def _remember(
-        self, claim: IdempotencyRecord, expired_before: float
+        self, claim: IdempotencyRecord, expired_before: float, abandoned_before: float
     ) -> IdempotencyRecord | None:
         """Insert ``claim`` unless its key has a record created at or after
-        ``expired_before`` (an older one is replaced); None if inserted, else that record.
+        ``expired_before`` (an older one is replaced), or an unanswered claim made before
+        ``abandoned_before`` (its request died: replaced too); None if inserted, else that
+        record.
         Atomic against other processes: of two concurrent claims, one inserts."""
 
     @abstractmethod
