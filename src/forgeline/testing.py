@@ -116,7 +116,9 @@ async def running_hub(settings: Settings) -> AsyncIterator[tuple[Hub, str]]:
 
     hub = Hub(settings)
     await hub.start()
-    sock = socket.socket()
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets created as TCP; without it every
+    # answer waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(

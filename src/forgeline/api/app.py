@@ -7,12 +7,13 @@ reach them without a secret.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from .. import __version__
 from ..business import BusinessSettings
@@ -28,9 +29,11 @@ from .events import router as events_router
 from .hooks import hooks
 from .hygiene import RateLimitGuard, install_hygiene
 from .identity import install_identity
-from .problems import BodyLimit, install_problem_handlers
+from .problems import BodyLimit, document_problems, install_problem_handlers
 from .subscriptions import deadletters, subscriptions
 from .webhooks import install_webhooks
+
+log = logging.getLogger(__name__)
 
 __all__ = ["add_operations", "create_app", "create_ops_app"]
 
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     )
     app.state.hub = the_hub
     install_problem_handlers(app)
+    document_problems(app)
     app.add_middleware(BodyLimit, limit=the_hub.settings.max_body_bytes)
     settings = the_hub.settings
     # Last: the outermost middleware, so its headers are on every answer, a 413 included.
@@ -110,12 +114,18 @@ def add_operations(app: FastAPI, hub: Hub) -> None:
             await hub.log.head()
             await hub.store.routed_up_to()
         except BackendError as exc:
-            return json_response({"status": "unavailable", "detail": exc.detail}, 503)
+            log.warning("not ready: %s", exc.detail)  # the detail is for the log: this is open
+            return json_response({"status": "unavailable"}, 503)
         if not hub.running:
             return json_response({"status": "starting"}, 503)
         return json_response({"status": "ready", **hub.readiness()})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         await hub.refresh_gauges()
         return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..exceptions import Forbidden, Unauthorized
 from ..security.access import OPERATOR, Caller
@@ -25,7 +27,17 @@ __all__ = ["authenticate", "require"]
 _QUERY_CREDENTIALS = frozenset({"access_token", "api_key", "apikey", "token", "key"})
 
 
-async def authenticate(request: Request) -> Caller:
+#: Declares the bearer scheme in the OpenAPI document; reads nothing itself (``authenticate``
+#: parses the header, the same way for every credential).
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API key (flk_...), an access token from /oauth/token, or the operator key",
+)
+Declared = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+async def authenticate(request: Request, _declared: Declared = None) -> Caller:
     """The request's caller, computed once per request; ``Unauthorized`` otherwise."""
     found: Caller | None = getattr(request.state, "caller", None)
     if found is not None:
@@ -68,7 +80,7 @@ async def _identify(request: Request, credential: str) -> Caller:
 def require(scope: str) -> Callable[[Request], Awaitable[Caller]]:
     """A dependency: the caller, who must hold ``scope`` (403 otherwise)."""
 
-    async def check(request: Request) -> Caller:
+    async def check(request: Request, _declared: Declared = None) -> Caller:
         caller = await authenticate(request)
         if not caller.allows(scope):
             raise Forbidden(f"this route needs the {scope!r} scope")

@@ -19,17 +19,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..exceptions import (
     BackendError,
+    BackendUnavailable,
     ForgelineError,
     PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
 )
 
-__all__ = ["BodyLimit", "install_problem_handlers", "problem"]
+__all__ = ["BodyLimit", "document_problems", "install_problem_handlers", "problem"]
 
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: What a storage engine's failure tells the caller; the engine's own text (hosts, users, SQL)
+#: goes to the log only.
+BACKEND_DETAIL = "the hub's storage cannot answer now; retry later"
 
 
 def problem(
@@ -73,8 +77,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = 'Bearer realm="forgeline"'
         elif isinstance(exc, TooManyRequests):
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        # The stores raise these two classes themselves, with the driver's message inside;
+        # their subclasses (ErpUnavailable...) are written for the caller.
+        detail = BACKEND_DETAIL if type(exc) in (BackendError, BackendUnavailable) else exc.detail
         return problem(
-            exc.status, exc.problem, exc.title, exc.detail, errors=exc.errors, headers=headers
+            exc.status, exc.problem, exc.title, detail, errors=exc.errors, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
@@ -141,3 +148,52 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_ANY_ROUTE = {
+    400: "Invalid input", 404: "Not found", 409: "Conflict", 413: "Body too large",
+    415: "Unsupported media type", 422: "Invalid request", 503: "A backend cannot answer now",
+}  # fmt: skip
+_GUARDED = {401: "No or unknown credential", 403: "Scope missing", 429: "Rate limited"}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Say in the OpenAPI document what every operation really answers on failure: an RFC
+    9457 problem (not FastAPI's default ``HTTPValidationError`` JSON), for the statuses any
+    route can give, and 401/403/429 on those that take a bearer credential."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = _PROBLEM_SCHEMA
+        content = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                statuses = dict(_ANY_ROUTE)
+                if operation.get("security"):
+                    statuses.update(_GUARDED)
+                for status, description in statuses.items():
+                    known = responses.get(str(status))
+                    if known is None or (status == 422 and "HTTPValidationError" in str(known)):
+                        responses[str(status)] = {"description": description, "content": content}
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -77,8 +77,9 @@ Writer = Annotated[Caller, Depends(require("webhooks:write"))]
 def install_webhooks(app: FastAPI) -> None:
     """Add the endpoint routes to ``app`` (once: a second call changes nothing). The hub must
     have ``webhooks`` (``forgeline.webhooks.endpoints.Webhooks``)."""
-    if any(getattr(route, "path", "").startswith(PREFIX) for route in app.routes):
+    if getattr(app.state, "webhooks_installed", False):
         return
+    app.state.webhooks_installed = True
     app.include_router(endpoints, dependencies=[Depends(authenticate)])
 
 

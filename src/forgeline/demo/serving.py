@@ -34,7 +34,7 @@ async def serve_hub(
     try:
         app = create_app(hub=hub)
         services = install_business(app, business)
-        with socket.socket() as sock:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
             sock.bind(("127.0.0.1", 0))
             server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
             task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -52,11 +52,13 @@ from .errors import (
 )
 from .records import Binder
 from .transports import (
+    MAX_RESPONSE_BYTES,
     json2_body,
     jsonrpc_body,
     parse_json2,
     parse_jsonrpc,
     parse_xmlrpc,
+    read_capped,
     xmlrpc_body,
 )
 
@@ -151,6 +153,7 @@ class OdooClient(AsyncResource):
         max_concurrency: int = 4,
         timeout: float = 30.0,
         retry: OdooRetry | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -173,6 +176,8 @@ class OdooClient(AsyncResource):
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.retry = retry or OdooRetry()
+        #: Answers over this many bytes are refused unread (``transports.read_capped``).
+        self.max_response_bytes = max_response_bytes
         self.version: int | None = None
         self.server_version: str | None = None
         self.uid: int | None = None
@@ -409,7 +414,11 @@ class OdooClient(AsyncResource):
                 async with self._session.request(
                     verb, self.url + path, data=data, headers=headers, allow_redirects=False
                 ) as response:
-                    return response.status, response.headers, await response.read()
+                    body = await read_capped(
+                        response.content.iter_any(), response.content_length,
+                        status=response.status, what=what, limit=self.max_response_bytes,
+                    )  # fmt: skip
+                    return response.status, response.headers, body
             except aiohttp.ConnectionTimeoutError as exc:
                 raise OdooUnavailable(
                     f"{what}: cannot connect to {self.host} within {self.timeout:g}s",

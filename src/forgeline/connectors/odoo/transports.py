@@ -22,7 +22,7 @@ import time
 
 # Peers are configured Odoo servers, and expat >= 2.4.1 caps entity expansion.
 import xmlrpc.client
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -45,6 +45,7 @@ from .errors import (
 
 __all__ = [
     "EXCERPT_LIMIT",
+    "MAX_RESPONSE_BYTES",
     "classify_named",
     "is_conflict",
     "json2_body",
@@ -52,12 +53,17 @@ __all__ = [
     "parse_json2",
     "parse_jsonrpc",
     "parse_xmlrpc",
+    "read_capped",
     "to_wire",
     "xmlrpc_body",
 ]
 
 #: Characters of a bad answer kept with the error: enough to recognise it, never a dump.
 EXCERPT_LIMIT = 1024
+#: The largest answer read from Odoo. A page of 2,000 records is a few MiB and a record with
+#: its images some more: 64 MiB leaves room for both, while a server that streams without end
+#: (or declares 10 GiB) costs at most this much memory per call in flight.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 
@@ -91,6 +97,63 @@ _TRACEBACK_LAST = re.compile(r"^([A-Za-z_][\w.]*): ?(.*)$")
 
 def excerpt(body: bytes) -> str:
     return body[:EXCERPT_LIMIT].decode("utf-8", "replace")
+
+
+async def read_capped(
+    chunks: AsyncIterable[bytes],
+    declared: int | None,
+    *,
+    status: int,
+    what: str,
+    limit: int = MAX_RESPONSE_BYTES,
+) -> bytes:
+    """The body from ``chunks`` (a response's stream), or ``OdooProtocolError`` as soon as it
+    is known to be over ``limit`` bytes: by its declared Content-Length before anything is
+    read, else while reading, so memory stays bounded whatever the server sends."""
+    if declared is not None and declared > limit:
+        raise OdooProtocolError(
+            f"{what}: the answer declares {declared} bytes, over the {limit}-byte limit",
+            http_status=status,
+        )
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise OdooProtocolError(
+                f"{what}: the answer is over the {limit}-byte limit",
+                http_status=status,
+                response_excerpt=excerpt(parts[0] if parts else chunk),
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _media_type(headers: Mapping[str, str]) -> str | None:
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            return value.split(";", 1)[0].strip().lower()
+    return None
+
+
+def _check_media(
+    headers: Mapping[str, str], body: bytes, *, expected: str, what: str, status: int
+) -> None:
+    """A success must say it is ``expected`` (``json`` or ``xml``) when it names a media type:
+    an HTML login page or a proxy's text is not Odoo's answer, even if it happens to parse."""
+    media = _media_type(headers)
+    if media is None or media == "application/octet-stream":
+        return  # no claim made (octet-stream is what servers say when nobody set a type)
+    if expected == "json":
+        fits = media == "application/json" or media.endswith("+json")
+    else:
+        fits = media in ("text/xml", "application/xml") or media.endswith("+xml")
+    if not fits:
+        raise OdooProtocolError(
+            f"{what}: the answer is {media[:80]}, not {expected.upper()}",
+            http_status=status,
+            response_excerpt=excerpt(body),
+        )
 
 
 def to_wire(value: Any, *, none: Any = None) -> Any:
@@ -178,6 +241,13 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes, *, what: 
     if status >= 500 or status == 408:
         # 502/504 from a proxy: the worker may have finished (and committed) the call.
         return OdooUnavailable(detail, http_status=status, response_excerpt=text)
+    if 300 <= status < 400:
+        # Never followed: the call (and its credentials) would go wherever Location says.
+        # Permanent: an http -> https or a moved server is a configuration to correct.
+        return OdooServerError(
+            f"{detail}: a redirect, which is not followed (is the configured url Odoo's own?)",
+            http_status=status, response_excerpt=text,
+        )  # fmt: skip
     if status == 401:
         return OdooAuthError(detail, http_status=status, response_excerpt=text)
     if status == 403:
@@ -212,6 +282,7 @@ def jsonrpc_body(params: Mapping[str, Any], request_id: int) -> bytes:
 def parse_jsonrpc(status: int, headers: Mapping[str, str], body: bytes, *, what: str) -> Any:
     if status != 200:
         raise status_error(status, headers, body, what=what)
+    _check_media(headers, body, expected="json", what=what, status=status)
     answer = _loads_json(body, what=what, status=status)
     if not isinstance(answer, dict):
         raise OdooProtocolError(
@@ -245,6 +316,7 @@ def json2_body(params: Mapping[str, Any]) -> bytes:
 
 def parse_json2(status: int, headers: Mapping[str, str], body: bytes, *, what: str) -> Any:
     if status == 200:
+        _check_media(headers, body, expected="json", what=what, status=status)
         return _loads_json(body, what=what, status=status)
     try:
         error = orjson.loads(body)
@@ -291,6 +363,7 @@ def xmlrpc_body(method: str, args: list[Any]) -> bytes:
 def parse_xmlrpc(status: int, headers: Mapping[str, str], body: bytes, *, what: str) -> Any:
     if status != 200:
         raise status_error(status, headers, body, what=what)
+    _check_media(headers, body, expected="xml", what=what, status=status)
     try:
         params, _ = xmlrpc.client.loads(body, use_builtin_types=True)
     except xmlrpc.client.Fault as fault:
