@@ -416,6 +416,7 @@ async def update_principal(
         changed = await store.update_principal(
             id, tenant=caller.tenant, scopes=scopes, disabled=body.disabled
         )
+        _authority(request).forget_keys()  # other API processes follow within a second
     return json_response(changed.public())
 
 
@@ -539,6 +540,7 @@ def _credential_routes(segment: str, kind: CredentialKind) -> None:
             action.tenant = principal.tenant
             await _own_credential(store, principal.id, credential_id, kind, caller.tenant)
             revoked = await store.revoke_credential(credential_id, tenant=caller.tenant)
+            _authority(request).forget_keys()  # other API processes follow within a second
             action.detail["prefix"] = revoked.prefix
         return json_response(revoked.public())
 
@@ -583,6 +585,7 @@ def _credential_routes(segment: str, kind: CredentialKind) -> None:
                 ),
             )
             action.detail.update(old_prefix=old.prefix, new=new.id, prefix=new.prefix)
+            _authority(request).forget_keys()  # the old key's new expiry applies here at once
         answer = _shown_once(kind, plaintext, new)
         answer["replaces"] = {"id": old.id, "expires_at": overlap_until}
         return json_response(answer, 201, headers=_NO_STORE)

@@ -25,6 +25,7 @@ INFO with the key's public prefix, never the secret.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: How long a verified API key is believed without asking the store again (seconds).
+KEY_CACHE_SECONDS = 1.0
+_KEYS_KEPT = 10_000
 
 DEFAULT_TOKEN_TTL = 300
 #: One hour: a token signed just before a rotation lives out its lifetime, with room to spare.
@@ -151,6 +156,9 @@ class Authority:
         self._loaded_at = -math.inf
         self._unknown_kid_at = -math.inf
         self._refreshing = asyncio.Lock()
+        # API keys verified in the last KEY_CACHE_SECONDS, by the key's SHA-256: the store
+        # lookup is most of an authenticated request's cost (bench/auth.py).
+        self._keys: dict[bytes, tuple[float, Caller]] = {}
 
     @classmethod
     def from_settings(cls, settings: Any, security: SecurityStore) -> Authority:
@@ -276,6 +284,36 @@ class Authority:
         return None
 
     async def _by_api_key(self, credential: str) -> Caller | None:
+        """A key verified less than ``KEY_CACHE_SECONDS`` ago answers from memory: a
+        revocation, an expiry or a disabled principal therefore takes up to that long to
+        apply (in every process alike), in exchange for a store read per request."""
+        digest = hashlib.sha256(credential.encode()).digest()
+        now = self.clock()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        verified = await self._check_api_key(credential)
+        if len(self._keys) >= _KEYS_KEPT:
+            self._keys = {k: v for k, v in self._keys.items() if v[0] > now}
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+        if verified is None:
+            self._keys.pop(digest, None)
+            return None
+        caller, expires_at = verified
+        # Never believed past the key's own expiry.
+        until = now + KEY_CACHE_SECONDS
+        if expires_at is not None:
+            until = min(until, expires_at)
+        self._keys[digest] = (until, caller)
+        return caller
+
+    def forget_keys(self) -> None:
+        """Drop the verified keys held in memory: an admin change made in this process (a
+        revocation, a disabled principal, scopes taken away) applies here at once."""
+        self._keys.clear()
+
+    async def _check_api_key(self, credential: str) -> tuple[Caller, float | None] | None:
         parsed = apikeys.parse(credential)
         assert parsed is not None  # checked by identify
         if parsed.environment != self.environment:
@@ -295,7 +333,7 @@ class Authority:
             log.info("API key %s refused: %s", parsed.prefix, why)
             return None
         await self._touch(stored, now)
-        return _caller(principal, frozenset(principal.scopes), via="api-key")
+        return _caller(principal, frozenset(principal.scopes), via="api-key"), stored.expires_at
 
     async def _by_token(self, token: str) -> Caller | None:
         await self.refresh_if_due()
