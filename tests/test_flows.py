@@ -17,6 +17,7 @@ from forgeline import Settings
 from forgeline.envelope import Event
 from forgeline.exceptions import ConfigError
 from forgeline.ownership.quarantine import QUARANTINE_TYPE
+from forgeline.route.subscription import SubscriptionSpec
 from forgeline.testing import Receiver, running_hub
 
 MES_RESULT = """
@@ -436,3 +437,32 @@ flows:
             assert len(dead) == 1
             assert "999999" in dead[0]["last_error"] and "cross-reference" in dead[0]["last_error"]
             assert await erp.search_count("product.product", [("default_code", "=", "SKU-9")]) == 1
+
+
+async def test_a_flow_hands_events_to_a_tenant(tmp_path: Path) -> None:
+    """The plant's events belong to no tenant; a flow may publish a partner's share into the
+    partner's tenant, where the partner's own subscriptions see it (and nothing else)."""
+    async with Receiver() as receiver:
+        settings = _load(
+            tmp_path,
+            """
+flows:
+  - name: share-releases
+    on: {types: [lot.released.v1], source: "qms://*"}
+    to: {publish: {type: lot.released.v1, source: "forgeline/share", tenant: portal}}
+""",
+        )
+        async with running_hub(settings) as (hub, _):
+            spec = SubscriptionSpec.model_validate(
+                {"name": "portal-lots", "types": ["lot.*"], "tenant": "portal",
+                 "sink": {"url": receiver.url("/portal")}}
+            )  # fmt: skip
+            await hub.create_subscription(spec)
+            lot = Event.new("lot.released.v1", "qms://lab", {"lot": "L-1"}, subject="L-1")
+            other = Event.new("lot.released.v1", "erp://x", {"lot": "L-2"}, subject="L-2")
+            await hub.publish([lot, other])
+            await receiver.wait_for(1, path="/portal")
+            await asyncio.sleep(0.3)
+            (got,) = receiver.accepted
+            assert got.event["tenant"] == "portal" and got.event["subject"] == "L-1"
+            assert got.event["causationid"] == lot.id

@@ -180,6 +180,9 @@ async def publish_derived(
     extensions.setdefault("correlationid", event.id)
     if origin is not None:
         extensions["origin"] = origin
+    if sink.publish.tenant is not None:
+        # A flow hands the event to a tenant (a partner's share of the plant's events).
+        extensions["tenant"] = sink.publish.tenant
     subject = event.subject
     if sink.publish.subject is not None:
         value = event_path(event.to_dict(), sink.publish.subject)

@@ -126,6 +126,12 @@ class PublishTarget(_Strict):
         description="an event path (after the mapping) for the new event's subject; "
         "default: the original's",
     )
+    tenant: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        description="the tenant the new event belongs to (a partner's subscriptions and "
+        "endpoints see only their tenant's events); default: the original's",
+    )
 
     @field_validator("subject")
     @classmethod
@@ -405,7 +411,10 @@ class SubscriptionSpec(_Strict):
     def _publish_loop(self) -> SubscriptionSpec:
         if isinstance(self.sink, PublishSink):
             target = self.sink.publish.type
-            if compile_glob(self.types).fullmatch(target):
+            source = self.sink.publish.source
+            # Not a loop when the new event's source is one this subscription never takes.
+            takes_source = self.source is None or compile_glob([self.source]).fullmatch(source)
+            if takes_source and compile_glob(self.types).fullmatch(target):
                 raise ValueError(
                     f"publishing {target!r} would match this subscription's own types: a loop"
                 )
