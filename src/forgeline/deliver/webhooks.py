@@ -196,7 +196,7 @@ class WebhookSender:
             )
         body = orjson.dumps(event.data) if sub.spec.map is not None else event.to_json()
         try:
-            status = await self._post(loaded, event.id, body, timeout)
+            status = await self._post(loaded, webhook_id(event), body, timeout)
         except _Aborted:
             raise
         except _Gone as exc:
@@ -226,7 +226,7 @@ class WebhookSender:
         )
         started = time.perf_counter()
         try:
-            status = await self._post(loaded, event.id, event.to_json(), timeout)
+            status = await self._post(loaded, webhook_id(event), event.to_json(), timeout)
         except DeliveryError as exc:
             return TestOutcome(event.id, False, exc.http_status, _since(started), exc.detail)
         return TestOutcome(event.id, True, status, _since(started))
@@ -237,7 +237,7 @@ class WebhookSender:
         keys = [key for key, expires in loaded.keys if expires is None or expires > now]
         if not keys:
             raise PermanentDeliveryError("the endpoint has no signing secret")
-        headers = signature_headers(message_id(event_id), body, keys, now=now)
+        headers = signature_headers(event_id, body, keys, now=now)
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = USER_AGENT
         try:
@@ -380,3 +380,9 @@ def _iso(epoch: float) -> str:
 
 def _since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def webhook_id(event: Event) -> str:
+    """The ``webhook-id`` receivers deduplicate on: the same on every retry, and unique as the
+    log's dedup key is - (source, id), not the id alone, which two sources may share."""
+    return message_id(f"{event.source}\x1f{event.id}")
