@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import math
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -317,10 +318,18 @@ class Operations(Checks):
         await self.until(
             "recovered lots at the portal", lambda: wanted <= self.partner_got(), self.scale.wait
         )
-        log = await expect(
-            client.get(f"/v1/webhooks/endpoints/{endpoint}/attempts", params={"limit": 1000}), 200
-        )
-        self.attempts = list(log["messages"])
+        # The portal has the events before the hub has recorded the outcomes: wait for them.
+        deadline = time.monotonic() + self.scale.wait
+        while True:
+            log = await expect(
+                client.get(f"/v1/webhooks/endpoints/{endpoint}/attempts", params={"limit": 1000}),
+                200,
+            )
+            self.attempts = list(log["messages"])
+            settled = all(m["state"] == "delivered" for m in self.attempts)
+            if settled or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         table = Table(title=f"GET /v1/webhooks/endpoints/{endpoint}/attempts", title_justify="left")
         for column in ("event", "lot", "state", "attempts: HTTP status"):
             table.add_column(column)
