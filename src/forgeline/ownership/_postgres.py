@@ -11,14 +11,13 @@ sees it; a CTE in the same statement would not). So both answer one canonical id
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, create_pool, translate
-from ..exceptions import BackendError, BackendUnavailable, ForgelineError
-from ..store import migrations
+from ..exceptions import BackendError
+from ..store.beside import BesideStore
 from .xref import Binding, CrossReferences, Key, already_bound
 
 __all__ = ["PostgresCrossReferences"]
@@ -33,12 +32,11 @@ def _binding(row: Sequence[Any]) -> Binding:
     return Binding(*row)
 
 
-class PostgresCrossReferences(CrossReferences):
+class PostgresCrossReferences(BesideStore, CrossReferences):
+    what = "PostgreSQL cross-reference"
+
     def __init__(self, url: str) -> None:
-        parsed = PostgresUrl(url, own=("pool_size",))
-        self._dsn, self.schema = parsed.dsn, parsed.schema
-        self._pool_size = parsed.pool_size(_DEFAULT_POOL)
-        self._pool: Any = None
+        BesideStore.__init__(self, url, default_pool=_DEFAULT_POOL)
         table = f'"{self.schema}".xrefs'
         self._get_sql = (
             f"SELECT {_COLUMNS} FROM {table} WHERE system = $1 AND entity = $2 AND external_id = $3"
@@ -58,45 +56,6 @@ class PostgresCrossReferences(CrossReferences):
         )
         self._scan_sql = f"SELECT {_COLUMNS} FROM {table} WHERE id > $1 ORDER BY id LIMIT $2"
         self._canonical_sql = f"SELECT {_COLUMNS} FROM {table} WHERE canonical_id = $1"
-
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        pool = await create_pool(self._dsn, self._pool_size)
-        try:
-            await self._migrate(pool)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
-
-    async def _migrate(self, pool: Any) -> None:
-        try:
-            current = await pool.fetchval(
-                f'SELECT version_num FROM "{self.schema}".{migrations.VERSION_TABLE}'
-            )
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-            current = None
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "reading the store's schema version") from exc
-        if current != migrations.HEAD:
-            await migrations.upgrade_postgres(lambda: asyncpg.connect(self._dsn), self.schema)
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _run(self, doing: str, job: Callable[[Any], Awaitable[T]]) -> T:
-        if self._pool is None:
-            raise BackendUnavailable("the PostgreSQL cross-reference is not open")
-        try:
-            async with self._pool.acquire() as conn:
-                return await job(conn)
-        except ForgelineError:
-            raise
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, doing) from exc
 
     async def claim(self, wanted: Binding) -> Binding:
         async def claim(conn: Any) -> Binding:

@@ -17,14 +17,12 @@ PostgreSQL gets it from single statements and row locks, under READ COMMITTED:
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, create_pool, translate
-from ..exceptions import BackendError, BackendUnavailable, ForgelineError, NotFound
-from ..store import migrations
+from ..exceptions import BackendError, NotFound
+from ..store.beside import BesideStore
 from .audit import (
     AUDIT_COLUMNS,
     GENESIS,
@@ -77,12 +75,11 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresSecurityStore(SecurityStore):
+class PostgresSecurityStore(BesideStore, SecurityStore):
+    what = "PostgreSQL security store"
+
     def __init__(self, url: str) -> None:
-        parsed = PostgresUrl(url, own=("pool_size",))
-        self._dsn, self.schema = parsed.dsn, parsed.schema
-        self._pool_size = parsed.pool_size(_DEFAULT_POOL)
-        self._pool: Any = None
+        BesideStore.__init__(self, url, default_pool=_DEFAULT_POOL)
         s = f'"{self.schema}"'
         self._principals = f"{s}.principals"
         self._credentials = f"{s}.credentials"
@@ -108,45 +105,6 @@ class PostgresSecurityStore(SecurityStore):
             " WHERE r.created_at < $6 OR (r.status IS NULL AND r.created_at < $7)"
             " RETURNING created_at"
         )
-
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        pool = await create_pool(self._dsn, self._pool_size)
-        try:
-            await self._migrate(pool)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
-
-    async def _migrate(self, pool: Any) -> None:
-        try:
-            current = await pool.fetchval(
-                f'SELECT version_num FROM "{self.schema}".{migrations.VERSION_TABLE}'
-            )
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-            current = None
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "reading the store's schema version") from exc
-        if current != migrations.HEAD:
-            await migrations.upgrade_postgres(lambda: asyncpg.connect(self._dsn), self.schema)
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _run(self, doing: str, job: Callable[[Any], Awaitable[T]]) -> T:
-        if self._pool is None:
-            raise BackendUnavailable("the PostgreSQL security store is not open")
-        try:
-            async with self._pool.acquire() as conn:
-                return await job(conn)
-        except ForgelineError:
-            raise
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, doing) from exc
 
     async def _fetch(self, doing: str, sql: str, *args: Any) -> list[Any]:
         return await self._run(doing, lambda conn: conn.fetch(sql, *args))

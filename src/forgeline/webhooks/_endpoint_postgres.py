@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from .._postgres import DRIVER_ERRORS, PostgresUrl, create_pool, translate
-from ..exceptions import BackendUnavailable, Conflict, ForgelineError
+from ..exceptions import Conflict
 from ..route.subscription import SubscriptionSpec
-from ..store import Delivery, Subscription, migrations
+from ..store import Delivery, Subscription
 from ..store.base import Attempt
+from ..store.beside import BesideStore
 from .endpoint_store import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -50,12 +50,11 @@ def _marks(count: int, start: int = 1) -> str:
     return ", ".join(f"${n}" for n in range(start, start + count))
 
 
-class PostgresEndpointStore(EndpointStore):
+class PostgresEndpointStore(BesideStore, EndpointStore):
+    what = "PostgreSQL endpoint store"
+
     def __init__(self, url: str) -> None:
-        parsed = PostgresUrl(url, own=("pool_size",))
-        self._dsn, self.schema = parsed.dsn, parsed.schema
-        self._pool_size = parsed.pool_size(_DEFAULT_POOL)
-        self._pool: Any = None
+        BesideStore.__init__(self, url, default_pool=_DEFAULT_POOL)
         s = f'"{self.schema}"'
         self._endpoints = f"{s}.webhook_endpoints"
         self._secrets = f"{s}.webhook_secrets"
@@ -70,45 +69,6 @@ class PostgresEndpointStore(EndpointStore):
             f"SELECT s.id, s.spec::text FROM {self._endpoints} e"
             f" JOIN {self._subscriptions} s ON s.id = e.sub_id WHERE e.id = $1 FOR UPDATE OF s"
         )
-
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        pool = await create_pool(self._dsn, self._pool_size)
-        try:
-            await self._migrate(pool)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
-
-    async def _migrate(self, pool: Any) -> None:
-        try:
-            current = await pool.fetchval(
-                f'SELECT version_num FROM "{self.schema}".{migrations.VERSION_TABLE}'
-            )
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-            current = None
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "reading the store's schema version") from exc
-        if current != migrations.HEAD:
-            await migrations.upgrade_postgres(lambda: asyncpg.connect(self._dsn), self.schema)
-
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _run(self, doing: str, job: Callable[[Any], Awaitable[T]]) -> T:
-        if self._pool is None:
-            raise BackendUnavailable("the PostgreSQL webhook endpoint store is not open")
-        try:
-            async with self._pool.acquire() as conn:
-                return await job(conn)
-        except ForgelineError:
-            raise
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, doing) from exc
 
     async def _in_transaction(self, doing: str, job: Callable[[Any], Awaitable[T]]) -> T:
         async def run(conn: Any) -> T:
