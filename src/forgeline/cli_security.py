@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
@@ -23,6 +23,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ._cli import DataDir, err, fail, out
+from ._cli_http import Token, Url
+from ._cli_http import call as _call
+from ._cli_http import hub_client as _client
+from ._cli_http import refused as _refused
 from ._sqlite import sqlite_path
 from .config import Settings
 from .exceptions import ConfigError, ForgelineError
@@ -50,48 +54,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(signing_app, name="signing-keys")
     app.add_typer(audit_app, name="audit")
     app.command("token")(token)
-
-
-# -- talking to a hub --------------------------------------------------------------------------
-
-Url = Annotated[str, typer.Option(envvar="FORGELINE_URL", help="The hub's base URL.")]
-Token = Annotated[
-    str | None,
-    typer.Option(envvar="FORGELINE_TOKEN", help="API key [default: the data dir's admin key]"),
-]
-
-
-def _client(url: str, token: str | None, data_dir: Path | None) -> httpx.Client:
-    key = token or read_admin_key(data_dir or Path(".forgeline"))
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30.0)
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    """One request; an error answer or an unreachable hub ends the command with exit 1."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.ConnectError:
-        fail(f"no hub at {client.base_url}")
-    except httpx.TransportError as exc:
-        fail(f"{client.base_url}: {exc or type(exc).__name__}")
-    if not response.is_success:
-        _refused(response)
-    return response.json() if response.content else None
-
-
-def _refused(response: httpx.Response) -> NoReturn:
-    try:
-        body = response.json()
-    except ValueError:
-        fail(f"HTTP {response.status_code}: {response.text[:500]}")
-    if isinstance(body, dict) and "error" in body:  # OAuth's own error shape
-        fail(f"{body['error']}: {body.get('error_description', '')}")
-    if isinstance(body, dict) and "title" in body:  # RFC 9457 problem
-        lines = [f"{body['title']}: {body.get('detail', '')}"]
-        lines += [f"  {e.get('path', '')}: {e.get('message', '')}" for e in body.get("errors", [])]
-        fail("\n".join(lines))
-    fail(f"HTTP {response.status_code}: {response.text[:500]}")
 
 
 def _seg(value: str) -> str:

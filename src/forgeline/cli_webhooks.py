@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from ._cli import DataDir, fail, out
-from .hub import read_admin_key
+from ._cli_http import Token, Url
+from ._cli_http import call as _call
+from ._cli_http import hub_client as _client
 
 __all__ = ["app"]
 
@@ -34,46 +34,10 @@ app = typer.Typer(
     help="Outbound webhook endpoints: signed, retried, recoverable.", no_args_is_help=True
 )
 
-Url = Annotated[str, typer.Option(envvar="FORGELINE_URL", help="The hub's base URL.")]
-Token = Annotated[
-    str | None,
-    typer.Option(envvar="FORGELINE_TOKEN", help="API key [default: the data dir's admin key]"),
-]
 EndpointId = Annotated[str, typer.Argument(metavar="ID", help="The endpoint's id (ep_…)")]
 
 
 # -- talking to a hub --------------------------------------------------------------------------
-
-
-def _client(url: str, token: str | None, data_dir: Path | None) -> httpx.Client:
-    key = token or read_admin_key(data_dir or Path(".forgeline"))
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60.0)
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    """One request; an error answer or an unreachable hub ends the command with exit 1."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.ConnectError:
-        fail(f"no hub at {client.base_url}")
-    except httpx.TransportError as exc:
-        fail(f"{client.base_url}: {exc or type(exc).__name__}")
-    if not response.is_success:
-        _refused(response)
-    return response.json() if response.content else None
-
-
-def _refused(response: httpx.Response) -> NoReturn:
-    try:
-        body = response.json()
-    except ValueError:
-        fail(f"HTTP {response.status_code}: {response.text[:500]}")
-    if isinstance(body, dict) and "title" in body:  # RFC 9457 problem
-        lines = [f"{body['title']}: {body.get('detail', '')}"]
-        lines += [f"  {e.get('path', '')}: {e.get('message', '')}" for e in body.get("errors", [])]
-        fail("\n".join(lines))
-    fail(f"HTTP {response.status_code}: {response.text[:500]}")
 
 
 def _path(endpoint_id: str, suffix: str = "") -> str:
