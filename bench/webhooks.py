@@ -48,6 +48,7 @@ DELIVERY_CONCURRENCY = 32  # the endpoint's policy.concurrency (the default)
 BATCH = 500
 EVENT_TYPE = "production.completed.v1"
 PLAIN_TYPE = "bench.plain.v1"
+UNROUTED_TYPE = "bench.unrouted.v1"
 
 
 @dataclass
@@ -253,14 +254,25 @@ async def _measure(
         await publish("warmup-plain", 500, PLAIN_TYPE)
         await wait_delivered(session, sink, "warmup", 500, 60)
         await wait_delivered(session, sink, "warmup-plain", 500, 60)
+        # Taking events in alone (published, logged, routed to no subscription): the part of
+        # the hub's CPU per event below that is not delivering.
+        cpu = hub.cpu_seconds()
+        await publish("unrouted", config.events, UNROUTED_TYPE)
+        await asyncio.sleep(1.0)  # the router reads them after the answers
+        ingest_cpu = (hub.cpu_seconds() - cpu) / config.events
+        log(f"ingest alone: hub CPU {ingest_cpu * 1e6:.0f} us/event")
         log(f"engine, plain sink: {config.events:,} events through one subscription")
+        cpu = hub.cpu_seconds()
         await publish("plain", config.events, PLAIN_TYPE)
         plain_stats = await wait_delivered(session, sink, "plain", config.events, 300)
+        plain_cpu = (hub.cpu_seconds() - cpu) / config.events
         plain_rate = plain_stats["unique"] / max(1e-9, plain_stats["last"] - plain_stats["first"])
         log(f"engine, plain sink: {plain_rate:,.0f} deliveries/s")
         log(f"engine: {config.events:,} events through one endpoint")
+        cpu = hub.cpu_seconds()
         await publish("engine", config.events)
         stats = await wait_delivered(session, sink, "engine", config.events, 300)
+        engine_cpu = (hub.cpu_seconds() - cpu) / config.events
         if stats["unique"] < config.events:
             raise RuntimeError(f"only {stats['unique']} of {config.events} delivered")
         engine_rate = stats["unique"] / max(1e-9, stats["last"] - stats["first"])
@@ -276,6 +288,10 @@ async def _measure(
             "raw_per_s": {name: round(rate, 1) for name, rate in raw.items()},
             "raw_client": fastest,
             "ratio": round(ratio, 3),
+            # The hub's CPU time (all threads) per event, taking it in and delivering it.
+            "hub_cpu_us_per_event": round(engine_cpu * 1e6, 1),
+            "plain_sink_hub_cpu_us_per_event": round(plain_cpu * 1e6, 1),
+            "ingest_hub_cpu_us_per_event": round(ingest_cpu * 1e6, 1),
             "plain_sink_per_s": round(plain_rate, 1),
             "plain_sink_ratio": round(plain_rate / raw[fastest], 3),
             "target": ">= 0.5x",
@@ -336,11 +352,12 @@ def main() -> None:
     print(
         f"{'signed webhook deliveries (one endpoint)':<44}{out['engine_per_s']:>10,.0f}/s"
         f"{out['raw_per_s'][out['raw_client']]:>12,.0f}/s{out['ratio']:>7.2f}x  >= 0.5x"
-        f" ({out['raw_client']})"
+        f" ({out['raw_client']}; hub CPU {out['hub_cpu_us_per_event']:.0f} us/event)"
     )
     print(
         f"{'  the same engine, plain HTTP sink':<44}{out['plain_sink_per_s']:>10,.0f}/s"
         f"{out['raw_per_s'][out['raw_client']]:>12,.0f}/s{out['plain_sink_ratio']:>7.2f}x"
+        f"  (hub CPU {out['plain_sink_hub_cpu_us_per_event']:.0f} us/event)"
     )
     inbound = result["inbound"]
     print(

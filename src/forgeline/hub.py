@@ -130,7 +130,7 @@ class Hub(AsyncResource):
             self.log,
             self.store,
             self.subscriptions,
-            self.dispatcher.wake,
+            self.dispatcher.routed,
             # Other processes create subscriptions: re-read them before routing each batch.
             shared=not settings.embedded,
         )

@@ -2,8 +2,18 @@
 
 At-least-once: an outcome is recorded only after the attempt, so a crash in between leaves the
 delivery ``inflight`` until its lease runs out and the next claim sends it again (with the same
-``Idempotency-Key``). Outcomes of concurrent attempts are written in batches; a delivery whose
-key is ordered is released for its successor only once its own outcome is on disk.
+``Idempotency-Key``). A delivery whose key is ordered is released for its successor only once
+its own outcome is on disk.
+
+How the sinks are kept busy. Each subscription has a lane in this process: the deliveries it
+claimed and has not started yet, and up to ``policy.concurrency`` workers taking them in
+position order. A round (``Store.settle``) records the outcomes of finished attempts, hands
+back what will not be attempted and claims again, in that order and - on SQLite - in one
+commit. A lane claims up to twice its concurrency, so while a round is on its way to disk the
+workers go on with the deliveries at hand instead of waiting for it. A claim waiting in a lane
+is attempted only while its lease still covers the attempt (its timeout) and the recording of
+its outcome; one that waited too long is handed back unattempted, so claiming ahead never lets
+a lease run out under an attempt in progress.
 """
 
 from __future__ import annotations
@@ -12,12 +22,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..connections import Connections
-from ..envelope import Event
 from ..exceptions import (
     BackendError,
     DeliveryError,
@@ -26,11 +36,11 @@ from ..exceptions import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from ..log import EventLog
+from ..log import EventLog, RecentRecords, Record
 from ..metrics import Metrics
 from ..route.router import SubscriptionTable
 from ..route.subscription import FileSink, HttpSink, MqttSink, OdooSink, RestSink, WebhookSink
-from ..store import Claim, Outcome, Store, Subscription
+from ..store import Claim, ClaimRequest, Outcome, Store, Subscription
 from ..store.base import Attempt
 from .files import deliver_to_file
 from .mqtt import deliver_to_mqtt
@@ -47,10 +57,40 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
-#: Beyond the attempt timeout, how long a lease lasts: covers recording the outcome.
+#: Beyond the attempt timeout, how long a lease lasts: covers waiting in the lane and
+#: recording the outcome.
 LEASE_MARGIN = 15.0
+#: Of the margin, what must be left after an attempt for its outcome to reach the store.
+_RECORDING = 5.0
+#: How many deliveries a lane holds (claimed, waiting or being attempted) per unit of
+#: concurrency: 2 keeps the next ones at hand while a round commits.
+_AHEAD = 2
 _MAX_CLAIM = 256
 _IDLE_POLL = 1.0
+#: Routed records kept in memory for the claims that follow: most deliveries are claimed
+#: moments after their event was routed, and need not read it back from the log.
+_RECENT = 4096
+
+
+@dataclass(slots=True)
+class _Held:
+    claim: Claim
+    record: Record | None  # None: no longer in the log (retention)
+    lease_until: float
+
+
+class _Lane:
+    """One subscription's deliveries in this process."""
+
+    __slots__ = ("sub", "waiting", "workers")
+
+    def __init__(self, sub: Subscription) -> None:
+        self.sub = sub
+        self.waiting: deque[_Held] = deque()
+        self.workers = 0
+
+    def room(self) -> int:
+        return _AHEAD * self.sub.spec.policy.concurrency - len(self.waiting) - self.workers
 
 
 class Dispatcher:
@@ -80,94 +120,169 @@ class Dispatcher:
         self._rest = RestSender(sender)  # shares the sender's session; holds OAuth2 tokens
         self._metrics = metrics
         self.owner = owner
-        self._inflight: dict[str, int] = defaultdict(int)
+        self._lanes: dict[str, _Lane] = {}
+        self._attempting = 0
         self._pacer = Pacer()  # policy.rate_limit
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[Outcome] = []
+        self._released: list[Claim] = []
+        self._recent = RecentRecords(_RECENT)
         self._wake = asyncio.Event()
-        self._outcome_ready = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
 
+    def routed(self, records: Sequence[Record]) -> None:
+        """The router created deliveries for these records: keep them at hand, and claim."""
+        self._recent.add(records)
+        self._wake.set()
+
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Attempts in progress."""
+        return self._attempting
 
     async def run(self) -> None:
-        recorder = asyncio.create_task(self._record_loop(), name="dispatcher-outcomes")
         try:
             while True:
                 self._wake.clear()
                 try:
-                    claimed = await self._claim_round()
-                    if claimed:
-                        continue
-                    due = await self._store.next_due()
+                    settled = await self._round()
                 except BackendError:
-                    log.exception("claiming failed; retrying in 1s")
+                    log.exception("claiming or recording failed; retrying in 1s")
                     await asyncio.sleep(1.0)
                     continue
-                # Work already due but not claimed waits for a free slot or for an earlier
-                # delivery of its key: recording an outcome wakes us for that, so only a
-                # future due time (a retry) needs a timer. Polling it would spin when busy.
+                if settled:
+                    continue  # outcomes recorded free keys and room: claim again at once
                 now = time.time()
-                timeout = _IDLE_POLL if due is None or due <= now else min(_IDLE_POLL, due - now)
+                if self._attempting:
+                    # Their outcomes wake us; a retry falling due meanwhile is claimed then.
+                    timeout = _IDLE_POLL
+                else:
+                    try:
+                        due = await self._store.next_due()
+                    except BackendError:
+                        log.exception("reading the next due time failed")
+                        due = None
+                    # Work already due but not claimed waits for an earlier delivery of its
+                    # key: recording that outcome wakes us, so only a future due time (a
+                    # retry) needs a timer. Polling it would spin.
+                    timeout = (
+                        _IDLE_POLL if due is None or due <= now else min(_IDLE_POLL, due - now)
+                    )
                 paced = self._next_paced(now)  # a rate-limited subscription's next slot
                 if paced is not None:
                     timeout = min(timeout, paced - now)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(max(0.0, timeout)):
+                        await self._wake.wait()
         finally:
-            recorder.cancel()
             await self.drain()
 
     async def drain(self, grace: float = 5.0) -> None:
-        """Let attempts in progress finish (up to ``grace`` seconds) and record them."""
+        """Let attempts in progress finish (up to ``grace`` seconds), hand back the claims
+        not started, and record it all."""
+        for lane in self._lanes.values():
+            self._release(lane)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
                 task.cancel()  # its lease expires and another claim delivers it again
-        await self._record_pending()
+        await self._round(claim=False)
 
-    async def _claim_round(self) -> int:
+    async def _round(self, *, claim: bool = True) -> int:
+        """Record, release, claim: answers how much was recorded, released or claimed."""
         now = time.time()
-        wanted = [
-            (
-                sub,
-                min(
-                    _MAX_CLAIM,
-                    sub.spec.policy.concurrency - self._inflight[sub.id],
-                    self._pacer.room(sub.id, sub.spec.policy.rate_limit, now),
-                ),
-            )
-            for sub in self._table.active()
+        wanted = self._wanted(now) if claim else []
+        outcomes, self._outcomes = self._outcomes, []
+        released, self._released = self._released, []
+        if not (wanted or outcomes or released):
+            return 0
+        requests = [
+            ClaimRequest(lane.sub, room, lane.sub.spec.policy.timeout + LEASE_MARGIN)
+            for lane, room in wanted
         ]
-        wanted = [(sub, room) for sub, room in wanted if room > 0]
-        if not wanted:
-            return 0
-        # Claimed together, the subscriptions' claims share one group commit.
-        batches = await asyncio.gather(
-            *(
-                self._store.claim(
-                    sub, self.owner, room, sub.spec.policy.timeout + LEASE_MARGIN, now
-                )
-                for sub, room in wanted
+        try:
+            batches = await self._store.settle(
+                self.owner, now, outcomes=outcomes, released=released, claims=requests
             )
-        )
-        claims = [claim for batch in batches for claim in batch]
-        if not claims:
-            return 0
-        records = await self._log.get_many([claim.position for claim in claims])
-        events = {record.position: (record.event, record.recorded_at) for record in records}
-        for (sub, _), batch in zip(wanted, batches, strict=True):
-            self._pacer.take(sub.id, sub.spec.policy.rate_limit, len(batch), now)
-            for claim in batch:
-                self._inflight[sub.id] += 1
-                task = asyncio.create_task(self._attempt(sub, claim, events.get(claim.position)))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        return len(claims)
+        except BaseException:
+            # Kept, to be recorded with the next round: never skipped.
+            self._outcomes[:0] = outcomes
+            self._released[:0] = released
+            raise
+        claimed = sum(map(len, batches))
+        if claimed:
+            records = await self._records([c.position for batch in batches for c in batch])
+            for (lane, _), request, batch in zip(wanted, requests, batches, strict=True):
+                policy = lane.sub.spec.policy
+                self._pacer.take(lane.sub.id, policy.rate_limit, len(batch), now)
+                lease_until = now + request.lease
+                lane.waiting.extend(
+                    _Held(claim, records.get(claim.position), lease_until) for claim in batch
+                )
+                self._staff(lane)
+        return claimed + len(outcomes) + len(released)
+
+    def _wanted(self, now: float) -> list[tuple[_Lane, int]]:
+        """The lanes of the subscriptions in force, with the room each has to claim."""
+        lanes: dict[str, _Lane] = {}
+        for sub in self._table.active():
+            lane = self._lanes.pop(sub.id, None) or _Lane(sub)
+            lane.sub = sub  # its spec as it is now (an update changes where it sends)
+            lanes[sub.id] = lane
+        for gone in self._lanes.values():  # disabled or deleted: not one more attempt
+            self._release(gone)
+        self._lanes = lanes
+        wanted = []
+        for lane in lanes.values():
+            policy = lane.sub.spec.policy
+            room = min(
+                _MAX_CLAIM, lane.room(), self._pacer.room(lane.sub.id, policy.rate_limit, now)
+            )
+            if room > 0:
+                wanted.append((lane, room))
+        return wanted
+
+    async def _records(self, positions: list[int]) -> dict[int, Record]:
+        found: dict[int, Record] = {}
+        missing: list[int] = []
+        for position in positions:
+            record = self._recent.get(position)
+            if record is None:
+                missing.append(position)
+            else:
+                found[position] = record
+        if missing:
+            for record in await self._log.get_many(missing):
+                found[record.position] = record
+        return found
+
+    def _release(self, lane: _Lane) -> None:
+        self._released.extend(held.claim for held in lane.waiting)
+        lane.waiting.clear()
+
+    def _staff(self, lane: _Lane) -> None:
+        """Start workers for the waiting deliveries, up to the concurrency."""
+        wanted = min(lane.sub.spec.policy.concurrency, len(lane.waiting)) - lane.workers
+        for _ in range(wanted):
+            lane.workers += 1
+            task = asyncio.create_task(self._work(lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _work(self, lane: _Lane) -> None:
+        try:
+            while lane.waiting:
+                held = lane.waiting.popleft()
+                timeout = lane.sub.spec.policy.timeout
+                if held.lease_until - time.time() < timeout + _RECORDING:
+                    self._released.append(held.claim)  # claimed again, with a fresh lease
+                    self._wake.set()
+                    continue
+                await self._attempt(lane.sub, held.claim, held.record)
+        finally:
+            lane.workers -= 1
 
     def _next_paced(self, now: float) -> float | None:
         slots = [
@@ -177,9 +292,8 @@ class Dispatcher:
         ]
         return min((slot for slot in slots if slot is not None), default=None)
 
-    async def _attempt(
-        self, sub: Subscription, claim: Claim, found: tuple[Event, float] | None
-    ) -> None:
+    async def _attempt(self, sub: Subscription, claim: Claim, found: Record | None) -> None:
+        self._attempting += 1
         started = time.time()
         clock = time.perf_counter()
         policy = sub.spec.policy
@@ -187,7 +301,7 @@ class Dispatcher:
         try:
             if found is None:
                 raise PermanentDeliveryError("the event is no longer in the log (retention)")
-            event, recorded_at = found
+            event, recorded_at = found.event, found.recorded_at
             original = event
             if self._transform is not None:
                 event = await self._transform.apply(sub.spec, event)
@@ -243,9 +357,9 @@ class Dispatcher:
             attempt = Attempt(claim.attempt, started, _ms(clock), "delivered", status)
             outcome = Outcome(claim, self.owner, attempt)
         finally:
-            self._inflight[sub.id] -= 1
+            self._attempting -= 1
         self._outcomes.append(outcome)
-        self._outcome_ready.set()
+        self._wake.set()
 
     def _failed(
         self, sub: Subscription, claim: Claim, exc: DeliveryError, started: float, clock: float
@@ -271,29 +385,6 @@ class Dispatcher:
             exc.response_excerpt,
         )
         return Outcome(claim, self.owner, attempt, next_due=due)
-
-    async def _record_loop(self) -> None:
-        while True:
-            await self._outcome_ready.wait()
-            self._outcome_ready.clear()
-            try:
-                await self._record_pending()
-            except BackendError:
-                log.exception("recording outcomes failed; retrying in 1s")
-                self._outcome_ready.set()
-                await asyncio.sleep(1.0)
-
-    async def _record_pending(self) -> None:
-        batch: Sequence[Outcome]
-        batch, self._outcomes = self._outcomes, []
-        if not batch:
-            return
-        try:
-            await self._store.record_outcomes(batch, time.time())
-        except BackendError:
-            self._outcomes[:0] = batch  # keep them: recording is retried, not skipped
-            raise
-        self.wake()  # ordered keys and concurrency slots were freed
 
 
 def _ms(clock: float) -> float:

@@ -7,9 +7,9 @@ only when their URL is used.
 
 from __future__ import annotations
 
-from .base import Appended, EventLog, Record
+from .base import Appended, EventLog, RecentRecords, Record
 
-__all__ = ["Appended", "EventLog", "Record", "open_log"]
+__all__ = ["Appended", "EventLog", "RecentRecords", "Record", "open_log"]
 
 
 def open_log(url: str) -> EventLog:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .._lifecycle import AsyncResource
 from ..envelope import Event
 
-__all__ = ["Appended", "EventLog", "Record"]
+__all__ = ["Appended", "EventLog", "RecentRecords", "Record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,30 @@ class Appended:
 
     position: int
     duplicate: bool
+
+
+class RecentRecords:
+    """The last ``size`` records kept, by position, oldest out first. A record never changes
+    once logged, so a copy held here is as good as the log's, for as long as it is held."""
+
+    __slots__ = ("_records", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._records: OrderedDict[int, Record] = OrderedDict()
+        self._size = size
+
+    def add(self, records: Iterable[Record]) -> None:
+        held = self._records
+        for record in records:
+            held[record.position] = record
+        while len(held) > self._size:
+            held.popitem(last=False)
+
+    def get(self, position: int) -> Record | None:
+        return self._records.get(position)
+
+    def clear(self) -> None:
+        self._records.clear()
 
 
 class EventLog(AsyncResource, ABC):

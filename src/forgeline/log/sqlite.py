@@ -4,6 +4,14 @@ An append returns after COMMIT, and with FULL a committed WAL frame survives pow
 "acknowledged" means "on disk". Concurrent appends share one transaction (group commit in
 ``forgeline._sqlite``); positions are assigned inside it, under SQLite's write lock, so they
 are gap-free and commit in order — a reader tracking the last position seen never skips a row.
+
+The records this process appended last are kept in memory (``_TAIL``) and answer the reads
+that follow at once - the router's, moments after every append - without reading back and
+parsing what was just written. The file has no other writer (an embedded hub locks its data
+directory), so a run of consecutive positions held here is exactly what the file holds; a
+read that starts or runs past it goes to the file. The events held are the ones appended:
+their data is JSON's (what the file holds equals them), and nobody changes an event once it
+was published.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import orjson
 
 from .._sqlite import Database, sqlite_path
 from ..envelope import Event
-from .base import Appended, EventLog, Record
+from .base import Appended, EventLog, RecentRecords, Record
 
 __all__ = ["SqliteLog"]
 
@@ -37,6 +45,8 @@ CREATE INDEX IF NOT EXISTS events_recorded_at ON events (recorded_at);
 """
 
 _COLUMNS = "position, recorded_at, body"
+#: Records kept in memory after their append, for the reads that follow.
+_TAIL = 4096
 # Stay well under SQLite's limit of 32,766 bound parameters per statement.
 _CHUNK = 400
 
@@ -50,6 +60,7 @@ class SqliteLog(EventLog):
         super().__init__()
         self.url = url
         self._db = Database(sqlite_path(url), name="log")
+        self._tail = RecentRecords(_TAIL)
 
     async def open(self) -> None:
         await self._db.open(SCHEMA)
@@ -59,9 +70,23 @@ class SqliteLog(EventLog):
 
     async def _append(self, events: Sequence[Event]) -> list[Appended]:
         rows = [(event.id, event.source, event.to_json()) for event in events]
-        return await self._db.write(lambda conn: _insert(conn, rows))
+        answers, recorded_at = await self._db.write(lambda conn: _insert(conn, rows))
+        self._tail.add(
+            Record(answer.position, recorded_at, event)
+            for event, answer in zip(events, answers, strict=True)
+            if not answer.duplicate
+        )
+        return answers
 
     async def read(self, after: int = 0, limit: int = 500) -> list[Record]:
+        tail = self._tail
+        record = tail.get(after + 1)
+        if record is not None:
+            found = [record]
+            while len(found) < limit and (record := tail.get(record.position + 1)) is not None:
+                found.append(record)
+            return found
+
         def query(conn: sqlite3.Connection) -> list[Record]:
             cursor = conn.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
@@ -130,7 +155,10 @@ class SqliteLog(EventLog):
             )
             return cursor.rowcount
 
-        return await self._db.write(delete)
+        deleted = await self._db.write(delete)
+        if deleted:
+            self._tail.clear()  # what is held may be gone from the file now
+        return deleted
 
 
 def _head(conn: sqlite3.Connection) -> int:
@@ -138,7 +166,9 @@ def _head(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def _insert(conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -> list[Appended]:
+def _insert(
+    conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]]
+) -> tuple[list[Appended], float]:
     existing: dict[tuple[str, str], int] = {}
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
@@ -170,4 +200,4 @@ def _insert(conn: sqlite3.Connection, rows: list[tuple[str, str, bytes]]) -> lis
         "INSERT INTO events (position, id, source, recorded_at, body) VALUES (?, ?, ?, ?, ?)",
         new_rows,
     )
-    return answers
+    return answers, now

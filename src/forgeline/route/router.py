@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..exceptions import BackendError
 from ..log import EventLog, Record
@@ -97,7 +97,7 @@ class Router:
         log: EventLog,
         store: Store,
         table: SubscriptionTable,
-        on_routed: Callable[[], None],
+        on_routed: Callable[[Sequence[Record]], None],
         *,
         batch: int = 1000,
         shared: bool = False,
@@ -132,9 +132,15 @@ class Router:
             # After the read, not before: a subscription created since starts at a log head
             # at or past these records, so none of them is owed to it.
             await self._table.refresh()
-        routed = [r for r in map(self._table.route, records) if r is not None]
+        routed: list[Routed] = []
+        matched: list[Record] = []
+        for record in records:
+            route = self._table.route(record)
+            if route is not None:
+                routed.append(route)
+                matched.append(record)
         created = await self._store.record_routes(routed, records[-1].position)
         self.position = records[-1].position
         if created:
-            self._on_routed()
+            self._on_routed(matched)  # the dispatcher claims them, and keeps them at hand
         return len(records)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from .base import Claim, DeadLetterFilter, Delivery, Outcome, Routed, Store, Subscription
+from .base import (
+    Claim,
+    ClaimRequest,
+    DeadLetterFilter,
+    Delivery,
+    Outcome,
+    Routed,
+    Store,
+    Subscription,
+)
 
 __all__ = [
     "Claim",
+    "ClaimRequest",
     "DeadLetterFilter",
     "Delivery",
     "Outcome",

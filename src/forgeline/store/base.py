@@ -8,6 +8,7 @@ runs out, and the next claim takes it again. So a crash re-delivers; it never fo
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from ..route.subscription import SubscriptionSpec
 __all__ = [
     "Attempt",
     "Claim",
+    "ClaimRequest",
     "DeadLetterFilter",
     "Delivery",
     "DeliveryState",
@@ -64,6 +66,15 @@ class Claim:
     attempt: int  # 1 for the first try
     round_attempt: int  # attempts since created or last replayed: what max_attempts limits
     round_started_at: float  # when the event was logged, or replayed: what max_age measures
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """What one round asks of a subscription: up to ``limit`` deliveries, leased ``lease`` s."""
+
+    subscription: Subscription
+    limit: int
+    lease: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +176,33 @@ class Store(AsyncResource, ABC):
     @abstractmethod
     async def record_outcomes(self, outcomes: Sequence[Outcome], now: float) -> None:
         """Apply attempts; an outcome whose lease was taken over by another owner is dropped."""
+
+    @abstractmethod
+    async def release(self, claims: Sequence[Claim], owner: str, now: float) -> None:
+        """Hand back claims never attempted: claimable again at once, their attempt not
+        counted. A claim whose lease another owner took over since is left alone."""
+
+    async def settle(
+        self,
+        owner: str,
+        now: float,
+        *,
+        outcomes: Sequence[Outcome] = (),
+        released: Sequence[Claim] = (),
+        claims: Sequence[ClaimRequest] = (),
+    ) -> list[list[Claim]]:
+        """One round of a dispatcher: record ``outcomes``, hand back ``released``, then
+        claim - in this order, so a key an outcome frees can be claimed in the same round.
+        Answers the claims per request. A backend may do it all in one transaction (SQLite:
+        one commit instead of two); here they are separate statements."""
+        if outcomes:
+            await self.record_outcomes(outcomes, now)
+        if released:
+            await self.release(released, owner, now)
+        batches = await asyncio.gather(
+            *(self.claim(r.subscription, owner, r.limit, r.lease, now) for r in claims)
+        )
+        return list(batches)
 
     @abstractmethod
     async def expire_leases(self) -> int:

@@ -442,6 +442,18 @@ class PostgresStore(Store):
         if statements:
             await self._run("recording outcomes", write)
 
+    async def release(self, claims: Sequence[Claim], owner: str, now: float) -> None:
+        if not claims:
+            return
+        # The claim counted an attempt that never happened: take it back (as sqlite.py).
+        sql = f"""
+            UPDATE {self._s}.deliveries SET attempts = attempts - 1,
+                state = CASE WHEN attempts - 1 > round_start THEN 'retrying' ELSE 'pending' END,
+                lease_owner = NULL, lease_until = NULL, updated_at = $3
+            WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND state = 'inflight'"""
+        ids = [claim.delivery_id for claim in claims]
+        await self._execute("releasing claims", sql, ids, owner, now)
+
     async def expire_leases(self) -> int:
         sql = f"UPDATE {self._s}.deliveries SET lease_until = 0 WHERE state = 'inflight'"
         return await self._execute("expiring leases", sql)

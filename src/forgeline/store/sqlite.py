@@ -21,6 +21,7 @@ from ..route.subscription import SubscriptionSpec, compile_glob
 from .base import (
     Attempt,
     Claim,
+    ClaimRequest,
     DeadLetterFilter,
     Delivery,
     DeliveryState,
@@ -165,82 +166,31 @@ class SqliteStore(Store):
     async def claim(
         self, subscription: Subscription, owner: str, limit: int, lease: float, now: float
     ) -> list[Claim]:
-        policy = subscription.spec.policy
-        where = f"d.sub_id = :sub AND d.state IN {_OPEN} AND {_CLAIMABLE}"
-        if policy.ordering == "key":
-            blocking = (
-                "('pending', 'retrying', 'inflight', 'dead')"
-                if policy.on_dead == "block"
-                else _OPEN
-            )
-            where += " AND (d.pkey IS NULL OR " + _KEY_FREE.format(states=blocking) + ")"
-        sql = f"""
-            UPDATE deliveries SET state = 'inflight', lease_owner = :owner,
-                lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
-            WHERE id IN (
-                SELECT d.id FROM deliveries d WHERE {where} ORDER BY d.position LIMIT :limit)
-            RETURNING id, position, attempts, attempts - round_start, round_started_at"""
-        params = {
-            "sub": subscription.id,
-            "owner": owner,
-            "lease_until": now + lease,
-            "now": now,
-            "limit": limit,
-        }
-
-        def write(conn: sqlite3.Connection) -> list[Claim]:
-            rows = conn.execute(sql, params).fetchall()
-            return sorted(
-                (Claim(row[0], subscription.id, row[1], row[2], row[3], row[4]) for row in rows),
-                key=lambda claim: claim.position,
-            )
-
-        return await self._db.write(write)
+        request = ClaimRequest(subscription, limit, lease)
+        return await self._db.write(lambda conn: _claim(conn, request, owner, now))
 
     async def record_outcomes(self, outcomes: Sequence[Outcome], now: float) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            for outcome in outcomes:
-                attempt = outcome.attempt
-                state = {"delivered": "delivered", "retry": "retrying", "dead": "dead"}[
-                    attempt.outcome
-                ]
-                cursor = conn.execute(
-                    "UPDATE deliveries SET state = ?, due_at = coalesce(?, due_at),"
-                    " lease_owner = NULL, lease_until = NULL, updated_at = ?,"
-                    " last_status = ?, last_error = ?,"
-                    " reason = CASE WHEN ? = 'dead' THEN ? ELSE reason END"
-                    " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
-                    (
-                        state,
-                        outcome.next_due,
-                        now,
-                        attempt.status,
-                        attempt.error,
-                        state,
-                        attempt.error,
-                        outcome.claim.delivery_id,
-                        outcome.owner,
-                    ),
-                )
-                if cursor.rowcount == 0:
-                    continue  # our lease expired and another worker owns the delivery now
-                # A first-try success is the common case and needs no history row.
-                if attempt.outcome != "delivered" or attempt.attempt > 1:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            outcome.claim.delivery_id,
-                            attempt.attempt,
-                            attempt.started_at,
-                            attempt.duration_ms,
-                            attempt.outcome,
-                            attempt.status,
-                            attempt.error,
-                            attempt.response,
-                        ),
-                    )
+        await self._db.write(lambda conn: _record(conn, outcomes, now))
 
-        await self._db.write(write)
+    async def release(self, claims: Sequence[Claim], owner: str, now: float) -> None:
+        await self._db.write(lambda conn: _release(conn, claims, owner, now))
+
+    async def settle(
+        self,
+        owner: str,
+        now: float,
+        *,
+        outcomes: Sequence[Outcome] = (),
+        released: Sequence[Claim] = (),
+        claims: Sequence[ClaimRequest] = (),
+    ) -> list[list[Claim]]:
+        def write(conn: sqlite3.Connection) -> list[list[Claim]]:
+            _record(conn, outcomes, now)
+            _release(conn, released, owner, now)
+            return [_claim(conn, request, owner, now) for request in claims]
+
+        # One job: one transaction and one fsync for the whole round.
+        return await self._db.write(write)
 
     async def expire_leases(self) -> int:
         def write(conn: sqlite3.Connection) -> int:
@@ -436,6 +386,106 @@ def _insert_deliveries(conn: sqlite3.Connection, routed: Sequence[Routed], now: 
         rows,
     )
     return cursor.rowcount
+
+
+def _claim(conn: sqlite3.Connection, request: ClaimRequest, owner: str, now: float) -> list[Claim]:
+    subscription = request.subscription
+    policy = subscription.spec.policy
+    where = f"d.sub_id = :sub AND d.state IN {_OPEN} AND {_CLAIMABLE}"
+    if policy.ordering == "key":
+        blocking = (
+            "('pending', 'retrying', 'inflight', 'dead')" if policy.on_dead == "block" else _OPEN
+        )
+        where += " AND (d.pkey IS NULL OR " + _KEY_FREE.format(states=blocking) + ")"
+    sql = f"""
+        UPDATE deliveries SET state = 'inflight', lease_owner = :owner,
+            lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
+        WHERE id IN (
+            SELECT d.id FROM deliveries d WHERE {where} ORDER BY d.position LIMIT :limit)
+        RETURNING id, position, attempts, attempts - round_start, round_started_at"""
+    params = {
+        "sub": subscription.id,
+        "owner": owner,
+        "lease_until": now + request.lease,
+        "now": now,
+        "limit": request.limit,
+    }
+    rows = conn.execute(sql, params).fetchall()
+    return sorted(
+        (Claim(row[0], subscription.id, row[1], row[2], row[3], row[4]) for row in rows),
+        key=lambda claim: claim.position,
+    )
+
+
+_STATE = {"delivered": "delivered", "retry": "retrying", "dead": "dead"}
+
+
+def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> None:
+    # A first-try success is the common case: one statement for all of them, no history row.
+    plain = [
+        (now, o.attempt.status, o.claim.delivery_id, o.owner)
+        for o in outcomes
+        if o.attempt.outcome == "delivered" and o.attempt.attempt == 1
+    ]
+    if plain:
+        conn.executemany(
+            "UPDATE deliveries SET state = 'delivered', lease_owner = NULL,"
+            " lease_until = NULL, updated_at = ?, last_status = ?, last_error = NULL"
+            " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
+            plain,
+        )
+    for outcome in outcomes:
+        attempt = outcome.attempt
+        if attempt.outcome == "delivered" and attempt.attempt == 1:
+            continue
+        state = _STATE[attempt.outcome]
+        cursor = conn.execute(
+            "UPDATE deliveries SET state = ?, due_at = coalesce(?, due_at),"
+            " lease_owner = NULL, lease_until = NULL, updated_at = ?,"
+            " last_status = ?, last_error = ?,"
+            " reason = CASE WHEN ? = 'dead' THEN ? ELSE reason END"
+            " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
+            (
+                state,
+                outcome.next_due,
+                now,
+                attempt.status,
+                attempt.error,
+                state,
+                attempt.error,
+                outcome.claim.delivery_id,
+                outcome.owner,
+            ),
+        )
+        if cursor.rowcount == 0:
+            continue  # our lease expired and another worker owns the delivery now
+        conn.execute(
+            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                outcome.claim.delivery_id,
+                attempt.attempt,
+                attempt.started_at,
+                attempt.duration_ms,
+                attempt.outcome,
+                attempt.status,
+                attempt.error,
+                attempt.response,
+            ),
+        )
+
+
+def _release(conn: sqlite3.Connection, claims: Sequence[Claim], owner: str, now: float) -> None:
+    if not claims:
+        return
+    # The claim counted an attempt that never happened: take it back. "retrying" when the
+    # round had tries before this claim, "pending" when it had none.
+    conn.executemany(
+        "UPDATE deliveries SET attempts = attempts - 1,"
+        " state = CASE WHEN attempts - 1 > round_start THEN 'retrying' ELSE 'pending' END,"
+        " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+        " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
+        [(now, claim.delivery_id, owner) for claim in claims],
+    )
 
 
 def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:

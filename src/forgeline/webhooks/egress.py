@@ -414,10 +414,17 @@ def _result(hostname: str, address: str, port: int) -> ResolveResult:
     )
 
 
+#: URLs a connector remembers as having passed ``check_url``.
+_PASSED = 1024
+
+
 class _GuardedConnector(aiohttp.TCPConnector):
     def __init__(self, policy: EgressPolicy, **options: Any) -> None:
         super().__init__(**options)
         self._policy = policy
+        # check_url reads the text alone, and the policy does not change: a URL that passed
+        # passes again (an endpoint posts to the same URL thousands of times a second).
+        self._passed: set[str] = set()
 
     async def connect(
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
@@ -426,5 +433,10 @@ class _GuardedConnector(aiohttp.TCPConnector):
         # reused or a new one made: the one place that sees them all.
         if req.proxy is not None:
             raise EgressRefused("outbound requests do not go through a proxy here", rule="proxy")
-        self._policy.check_url(str(req.url))
+        url = str(req.url)
+        if url not in self._passed:
+            self._policy.check_url(url)
+            if len(self._passed) >= _PASSED:
+                self._passed.clear()
+            self._passed.add(url)
         return await super().connect(req, traces, timeout)
