@@ -132,8 +132,11 @@ class OdooSources:
                         poller.rewind()
                     log.warning("polling %s %s failed: %s", name, poll.model, exc)
                     wait = min(poll.every, _RETRY_AFTER_FAILURE)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stops the hub when it lands as the nudge comes.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(nudge.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await nudge.wait()
 
         return run
 
