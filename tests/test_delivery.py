@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from forgeline import Hub
+from forgeline.deliver import dispatcher
 from forgeline.deliver.sinks import EXCERPT_LIMIT
 from forgeline.testing import Receiver, Reply
 
@@ -194,6 +195,37 @@ async def test_credentials_are_not_shown_by_the_api(
     created = await subscribe(client, "secret", sink)
     assert "tok-secret" not in str(created)
     assert "tok-secret" not in (await client.get("/v1/subscriptions/secret")).text
+
+
+async def test_claims_that_outwaited_their_lease_budget_go_back_unattempted(
+    client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane claims ahead of its workers. With one delivery at a time to a sink that takes
+    its time, the claims behind it wait longer than their lease leaves room for an attempt:
+    they are handed back and claimed again with a fresh lease, never attempted on a lease
+    that could run out mid-way (when another claim would send them a second time). Each event
+    still arrives once, and no attempt is counted that was not made."""
+    monkeypatch.setattr(dispatcher, "LEASE_MARGIN", 0.5)  # an attempt may start 0.25 s late
+    monkeypatch.setattr(dispatcher, "_RECORDING", 0.25)
+    handed_back: list[int] = []
+    settle = hub.store.settle
+
+    async def spy(owner: str, now: float, **round: Any) -> Any:
+        handed_back.extend(claim.position for claim in round.get("released", ()))
+        return await settle(owner, now, **round)
+
+    monkeypatch.setattr(hub.store, "settle", spy)
+    receiver.script = lambda path, event, seen: Reply(delay=0.4)
+    await subscribe(client, "slow", {"url": receiver.url("/slow")}, pol=policy(concurrency=1))
+    positions = await publish(client, *(ev(n=i) for i in range(4)))
+    await receiver.wait_for(4, path="/slow", timeout=15)
+    await backlog_empty(client, "slow")
+
+    assert sorted(r.event["data"]["n"] for r in receiver.received) == [0, 1, 2, 3]
+    assert handed_back and set(handed_back) <= set(positions[1:])
+    for position in positions:
+        (delivery,) = await hub.store.deliveries_of_event(position)
+        assert (delivery.state, delivery.attempts) == ("delivered", 1)
 
 
 # -- retries ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from forgeline import Event, Hub, Settings
 from forgeline.security.access import Caller
 from forgeline.testing import Receiver, Reply, running_hub
+from forgeline.webhooks import egress
 
 CALLERS = {
     "acme-admin": Caller("p-acme", "service", "acme", frozenset({
@@ -255,6 +256,49 @@ async def test_a_tenants_sinks_reach_only_what_the_egress_policy_allows(hubs: Hu
         assert (await operator.post("/v1/subscriptions", json=metadata)).status_code == 201
         endpoint = {"name": "ep", "types": ["x.*"], "sink": {"webhook": {"endpoint": "ep_1"}}}
         assert (await operator.post("/v1/subscriptions", json=endpoint)).status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["url", "rest"])
+async def test_a_tenants_sink_whose_name_turns_internal_is_refused_at_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """DNS rebinding through a subscription: the name was public when the tenant gave it and
+    leads to loopback when the event goes. The delivery is dead at once naming the policy,
+    nothing reaches loopback - while the operator's own sink to the same place delivers."""
+    answers = {"partner.example": ["93.184.215.14"]}  # public when the subscription is made
+
+    async def lookup(host: str, port: int, family: int) -> list[str]:
+        return answers[host]
+
+    monkeypatch.setattr(egress, "_system_lookup", lookup)
+    monkeypatch.delenv(egress.ALLOW_ENV, raising=False)
+
+    async def identify(credential: str) -> Caller | None:
+        return CALLERS.get(credential)
+
+    settings = Settings.load(env={}, data_dir=tmp_path)
+    async with Receiver() as receiver, running_hub(settings) as (hub, url):
+        hub.identify = identify  # type: ignore[attr-defined]
+        target = f"http://partner.example:{receiver.port}/in"
+        sink = {"url": target} if kind == "url" else {"rest": {"url": target + "/{subject}"}}
+        hubs = Hubs(hub, url, receiver)
+        async with hubs.client("acme-admin") as acme, hubs.client("operator") as operator:
+            spec = {"name": "partner", "types": ["production.*"], "sink": sink}
+            assert (await acme.post("/v1/subscriptions", json=spec)).status_code == 201
+            answers["partner.example"] = ["127.0.0.1"]  # DNS rebinding
+            local = {"name": "local", "types": ["production.*"], "sink": {"url": receiver.url()}}
+            assert (await operator.post("/v1/subscriptions", json=local)).status_code == 201
+            assert (await acme.post("/v1/events", json=_event("rebound-1"))).status_code == 201
+            for _ in range(200):
+                dead = (await acme.get("/v1/deadletters")).json()["deadletters"]
+                if dead:
+                    break
+                await asyncio.sleep(0.05)
+            (letter,) = dead
+            await receiver.wait_for(1)  # the operator's subscription delivered
+    assert "egress policy" in letter["reason"], letter
+    assert letter["attempts"] == 1
+    assert [got.path for got in receiver.received] == ["/"]
 
 
 async def test_a_tenants_subscriptions_cannot_act_as_the_hub(hubs: Hubs) -> None:

@@ -114,6 +114,9 @@ class Hub(AsyncResource):
         self.webhooks = Webhooks.from_settings(
             settings, head=self.log.head, publish=self.publish, changed=self._changed
         )
+        # A tenant's url and rest sinks are the tenant's choice, as webhook URLs are: they
+        # go through the egress policy at every connection, not only when they were given.
+        self.tenant_sender = HttpSender(connector=self.webhooks.egress.connector)
         self.dispatcher = Dispatcher(
             self.log,
             self.store,
@@ -125,6 +128,7 @@ class Hub(AsyncResource):
             transform=self.transform,
             xref=self.xref,
             webhooks=self.webhooks.sender,
+            tenant_sender=self.tenant_sender,
         )
         self.router = Router(
             self.log,
@@ -166,6 +170,7 @@ class Hub(AsyncResource):
         await self.store.open()
         await self.webhooks.open()
         await self.sender.open()
+        await self.tenant_sender.open()
         await self.security.open()
         # After the data-dir lock: it may create the dev master key file there.
         self.authority = Authority.from_settings(self.settings, self.security)
@@ -211,6 +216,7 @@ class Hub(AsyncResource):
         await self.security.aclose()
         await self.limiter.aclose()
         await self.sender.aclose()
+        await self.tenant_sender.aclose()
         await self.webhooks.aclose()
         await self.connections.aclose()
         await self.store.aclose()

@@ -18,6 +18,7 @@ from forgeline.exceptions import Conflict, NotFound
 from forgeline.route.subscription import SubscriptionSpec
 from forgeline.store import (
     Claim,
+    ClaimRequest,
     DeadLetterFilter,
     Outcome,
     Routed,
@@ -271,6 +272,48 @@ class StoreContract:
         claims = await store.claim(sub, "new", 5, LEASE, now)
         assert positions(claims) == [1, 2]
         assert {c.attempt for c in claims} == {2}
+
+    async def test_a_released_claim_is_claimable_at_once_its_attempt_not_counted(
+        self, store: Store, sub: Subscription
+    ) -> None:
+        now = await self.route(store, routed(1, sub), routed(2, sub))
+        [a, b] = await store.claim(sub, "w", 5, LEASE, now)
+        await store.release([a], "w", now)
+        await store.release([b], "someone else", now)  # not theirs: left alone
+        [again] = await store.claim(sub, "w2", 5, LEASE, now)
+        assert (again.position, again.attempt, again.round_attempt) == (1, 1, 1)
+        delivery = await store.get_delivery(again.delivery_id)
+        assert delivery.state == "inflight" and delivery.attempts == 1
+        assert await store.claim(sub, "w2", 5, LEASE, now) == []  # b is still w's
+
+    async def test_a_released_retry_is_still_retrying(
+        self, store: Store, sub: Subscription
+    ) -> None:
+        now = await self.route(store, routed(1, sub))
+        [first] = await store.claim(sub, "w", 5, LEASE, now)
+        await store.record_outcomes([outcome(first, "w", "retry", next_due=now)], now)
+        [second] = await store.claim(sub, "w", 5, LEASE, now)
+        await store.release([second], "w", now)
+        delivery = await store.get_delivery(second.delivery_id)
+        assert (delivery.state, delivery.attempts) == ("retrying", 1)
+
+    async def test_a_round_records_then_releases_then_claims(self, store: Store) -> None:
+        """``settle``: the outcome recorded in a round frees its key for the same round's
+        claim, and a released claim is claimed again in it."""
+        sub = await store.create_subscription(spec(ordering="key"), 0)
+        now = await self.route(
+            store, routed(1, sub, key="A"), routed(2, sub, key="A"), routed(3, sub)
+        )
+        [a1, loose] = await store.claim(sub, "w", 10, LEASE, now)
+        assert (a1.position, loose.position) == (1, 3)
+        request = ClaimRequest(sub, 10, LEASE)
+        [claimed] = await store.settle(
+            "w", now, outcomes=[outcome(a1, "w")], released=[loose], claims=[request]
+        )
+        assert positions(claimed) == [2, 3]
+        assert [c.attempt for c in claimed] == [1, 1]
+        assert (await store.get_delivery(a1.delivery_id)).state == "delivered"
+        assert await store.settle("w", now) == []
 
     # -- per-key ordering ------------------------------------------------------------------
 

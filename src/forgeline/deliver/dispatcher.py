@@ -42,6 +42,7 @@ from ..route.router import SubscriptionTable
 from ..route.subscription import FileSink, HttpSink, MqttSink, OdooSink, RestSink, WebhookSink
 from ..store import Claim, ClaimRequest, Outcome, Store, Subscription
 from ..store.base import Attempt
+from ..webhooks.egress import EgressRefused
 from .files import deliver_to_file
 from .mqtt import deliver_to_mqtt
 from .odoo import Binder, deliver_to_odoo
@@ -107,6 +108,7 @@ class Dispatcher:
         transform: Transform | None = None,
         xref: Binder | None = None,
         webhooks: WebhookSender | None = None,
+        tenant_sender: HttpSender | None = None,
     ) -> None:
         self._log = log
         #: Signs and posts to webhook endpoints (``WebhookSink``); the hub wires it.
@@ -118,6 +120,9 @@ class Dispatcher:
         self._table = table
         self._sender = sender
         self._rest = RestSender(sender)  # shares the sender's session; holds OAuth2 tokens
+        #: For a tenant's url and rest sinks: a session behind the egress policy (SSRF).
+        self._tenant_sender = tenant_sender or sender
+        self._tenant_rest = RestSender(self._tenant_sender)
         self._metrics = metrics
         self.owner = owner
         self._lanes: dict[str, _Lane] = {}
@@ -136,11 +141,6 @@ class Dispatcher:
         """The router created deliveries for these records: keep them at hand, and claim."""
         self._recent.add(records)
         self._wake.set()
-
-    @property
-    def in_flight(self) -> int:
-        """Attempts in progress."""
-        return self._attempting
 
     async def run(self) -> None:
         try:
@@ -306,10 +306,13 @@ class Dispatcher:
             if self._transform is not None:
                 event = await self._transform.apply(sub.spec, event)
             sink = sub.spec.sink
+            tenant = sub.spec.tenant is not None
             if isinstance(sink, HttpSink):
-                status = (await self._sender.send(sink, event, policy.timeout)).status
+                sender = self._tenant_sender if tenant else self._sender
+                status = (await sender.send(sink, event, policy.timeout)).status
             elif isinstance(sink, RestSink):
-                status = (await self._rest.send(sink.rest, event, policy.timeout)).status
+                rest = self._tenant_rest if tenant else self._rest
+                status = (await rest.send(sink.rest, event, policy.timeout)).status
             elif isinstance(sink, WebhookSink):
                 # Signing, 410 (disables the endpoint), "Webhook-Delivery: abort" and the
                 # endpoint's failing streak are the sender's: it raises what the rest means.
@@ -343,6 +346,11 @@ class Dispatcher:
                     raise TransientDeliveryError(f"publishing failed: {exc}") from exc
         except DeliveryError as exc:
             outcome = self._failed(sub, claim, exc, started, clock)
+        except EgressRefused as exc:
+            # The URL is fine, but its name leads somewhere a tenant's request must not go
+            # now: dead at once with the rule, as a webhook endpoint's attempt.
+            refused = PermanentDeliveryError(f"refused by the egress policy: {exc.detail}")
+            outcome = self._failed(sub, claim, refused, started, clock)
         except ForgelineError as exc:  # e.g. a secret reference that cannot be read now
             failure = TransientDeliveryError(f"{type(exc).__name__}: {exc.detail}")
             outcome = self._failed(sub, claim, failure, started, clock)

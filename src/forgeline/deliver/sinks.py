@@ -4,7 +4,7 @@ The webhook sink (``HttpSender``: CloudEvents structured POST) lives here, with 
 every HTTP sink shares (``refusal``: what a status means; ``read_failure``, ``drain``); the
 templated REST sink is ``rest.py`` and uses the same session and rules.
 
-HTTP goes through one shared aiohttp session: on this machine kind aiohttp sustained 3-4x
+HTTP goes through a shared aiohttp session: on this machine kind aiohttp sustained 3-4x
 httpx's request rate at the concurrency delivery runs (DESIGN.md §6). aiohttp's errors are
 translated here into ``TransientDeliveryError`` (try again later) or
 ``PermanentDeliveryError`` (the sink refused the request itself: dead-letter now).
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from time import time
 
 import aiohttp
@@ -50,15 +52,25 @@ class Sent:
 
 
 class HttpSender:
-    """Posts events as CloudEvents structured JSON, every attempt keyed by the event id."""
+    """Posts events as CloudEvents structured JSON, every attempt keyed by the event id.
 
-    def __init__(self, *, connections: int = 256) -> None:
+    ``connector`` makes the session's connector (called with ``limit``): the egress policy's
+    for the sinks a tenant chose, which must reach only what it allows (``EgressPolicy``);
+    aiohttp's own, resolving names for a minute, for the operator's."""
+
+    def __init__(
+        self,
+        *,
+        connections: int = 256,
+        connector: Callable[..., aiohttp.TCPConnector] | None = None,
+    ) -> None:
         self._connections = connections
+        self._connector = connector or partial(aiohttp.TCPConnector, ttl_dns_cache=60)
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=60)
+            connector = self._connector(limit=self._connections)
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
             )
