@@ -32,6 +32,29 @@ async def test_a_failing_write_does_not_undo_its_neighbours(tmp_path: Path) -> N
         await db.aclose()
 
 
+async def test_a_write_that_breaks_fails_alone_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A bug in one write (any exception, not only the driver's) is that write's error: its
+    neighbours commit and later writes still run (the writer does not stop for good)."""
+    db = Database(str(tmp_path / "t.db"))
+    await db.open("CREATE TABLE t (v INTEGER);")
+    try:
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (99)")
+            raise KeyError("a bug")
+
+        def insert(conn: sqlite3.Connection) -> int:
+            return conn.execute("INSERT INTO t VALUES (1)").rowcount
+
+        results = await asyncio.gather(db.write(broken), db.write(insert), return_exceptions=True)
+        assert isinstance(results[0], KeyError) and results[1] == 1
+        assert await db.write(insert) == 1
+        rows = await db.read(lambda conn: conn.execute("SELECT v FROM t").fetchall())
+        assert rows == [(1,), (1,)]  # the broken write's row was rolled back with it
+    finally:
+        await db.aclose()
+
+
 async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     db = Database(str(tmp_path / "t.db"))
     await db.open("CREATE TABLE t (v INTEGER);")

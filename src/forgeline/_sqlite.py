@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .exceptions import BackendError, BackendUnavailable, ForgelineError
+from .exceptions import BackendError, BackendUnavailable
 
 T = TypeVar("T")
 
@@ -147,7 +147,7 @@ class Database:
                 conn.execute("SAVEPOINT job")
                 try:
                     outcomes.append((True, job(conn)))
-                except (ForgelineError, sqlite3.Error, ValueError, TypeError) as exc:
+                except Exception as exc:  # this job fails alone; its caller gets the error
                     conn.execute("ROLLBACK TO job")
                     outcomes.append((False, _translate(exc, self._name)))
                 conn.execute("RELEASE job")
