@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import formatdate
-from itertools import count
+from itertools import count, pairwise
 from typing import Any
 
 import httpx
@@ -226,6 +226,22 @@ async def test_claims_that_outwaited_their_lease_budget_go_back_unattempted(
     for position in positions:
         (delivery,) = await hub.store.deliveries_of_event(position)
         assert (delivery.state, delivery.attempts) == ("delivered", 1)
+
+
+async def test_a_rate_limit_holds_when_a_slow_sink_speeds_up(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """Paced at 4 attempts a second: while the first attempts hang, no claims pile up behind
+    them to go out at once when they end - the attempts stay spaced."""
+    receiver.script = lambda path, event, seen: Reply(delay=1.5 if event["data"]["n"] < 4 else 0)
+    pol = policy(concurrency=4, rate_limit=4.0) | {"timeout": 5.0}
+    await subscribe(client, "paced", {"url": receiver.url("/paced")}, pol=pol)
+    await publish(client, *(ev(n=i) for i in range(10)))
+    await receiver.wait_for(10, path="/paced", timeout=15)
+    # Arrivals of the fast ones (the slow ones answer late but arrive paced too).
+    arrivals = sorted(r.at for r in receiver.received)
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    assert min(gaps) > 0.1, [round(gap, 3) for gap in gaps]
 
 
 # -- retries ------------------------------------------------------------------------------------

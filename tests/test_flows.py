@@ -446,6 +446,8 @@ async def test_a_flow_hands_events_to_a_tenant(tmp_path: Path) -> None:
         settings = _load(
             tmp_path,
             """
+hub:
+  egress_allow: [127.0.0.0/8]  # the partner's sink: a tenant's, checked by the egress policy
 flows:
   - name: share-releases
     on: {types: [lot.released.v1], source: "qms://*"}

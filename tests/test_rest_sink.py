@@ -454,6 +454,30 @@ async def test_oauth2_token_is_fetched_once_and_shared(client: httpx.AsyncClient
     assert {call.headers["authorization"] for call in api.calls} == {"Bearer T1"}
 
 
+async def test_oauth2_tokens_are_shared_only_by_the_same_credential(
+    client: httpx.AsyncClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same token URL and client id, another secret: its own token. A subscription that
+    names someone else's client without their secret never gets their cached token."""
+    monkeypatch.setenv("GUESSED_SECRET", "not-the-secret")
+    await rest(client, "holder", {"url": api.url("/a"), "auth": oauth2(api)})
+    await publish(client, ev())
+    await delivered(client, range(1, 2))
+    guesser = oauth2(api, client_secret="env:GUESSED_SECRET")
+    await rest(client, "guesser", {"url": api.url("/b"), "auth": guesser})
+    await publish(client, ev())
+    await delivered(client, range(2, 4))
+
+    assert len(api.tokens) == 2
+    secrets = {
+        base64.b64decode(fetch.headers["authorization"].removeprefix("Basic ")).decode()
+        for fetch in api.tokens
+    }
+    assert secrets == {"forgeline-wms:cl1ent-s3cret%2F%2B%3D", "forgeline-wms:not-the-secret"}
+    by_path = {call.raw_path: call.headers["authorization"] for call in api.calls}
+    assert by_path["/b"] != by_path["/a"]
+
+
 async def test_oauth2_client_secret_post(client: httpx.AsyncClient, api: Api) -> None:
     auth = oauth2(api, client_auth="client_secret_post")
     await rest(client, "oauth-post", {"url": api.url("/a"), "auth": auth})

@@ -254,6 +254,11 @@ async def test_a_tenants_sinks_reach_only_what_the_egress_policy_allows(hubs: Hu
             assert refused.status_code == 422, refused.text
         assert (await acme.get("/v1/subscriptions")).json()["subscriptions"] == []
         assert (await operator.post("/v1/subscriptions", json=metadata)).status_code == 201
+        # Made by the operator for a tenant, it is the tenant's: the same rules, as at delivery.
+        for spec in (metadata, rest):
+            given = {**spec, "name": f"{spec['name']}-acme", "tenant": "acme"}
+            refused = await operator.post("/v1/subscriptions", json=given)
+            assert refused.status_code == 422, refused.text
         endpoint = {"name": "ep", "types": ["x.*"], "sink": {"webhook": {"endpoint": "ep_1"}}}
         assert (await operator.post("/v1/subscriptions", json=endpoint)).status_code == 422
 

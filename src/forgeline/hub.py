@@ -127,8 +127,8 @@ class Hub(AsyncResource):
             connections=self.connections,
             transform=self.transform,
             xref=self.xref,
-            webhooks=self.webhooks.sender,
             tenant_sender=self.tenant_sender,
+            webhooks=self.webhooks.sender,
         )
         self.router = Router(
             self.log,

@@ -297,6 +297,23 @@ class StoreContract:
         delivery = await store.get_delivery(second.delivery_id)
         assert (delivery.state, delivery.attempts) == ("retrying", 1)
 
+    async def test_an_old_claim_settles_nothing_once_its_owner_claimed_again(
+        self, store: Store, sub: Subscription
+    ) -> None:
+        """The lease ran out and the same owner claimed the delivery again: the old claim's
+        release and outcome speak for an attempt that no longer holds it."""
+        now = await self.route(store, routed(1, sub), routed(2, sub))
+        old = await store.claim(sub, "w", 5, 10.0, now)
+        fresh = await store.claim(sub, "w", 5, LEASE, now + 11)
+        assert [c.attempt for c in fresh] == [2, 2]
+        await store.release([old[0]], "w", now + 11)
+        await store.record_outcomes([outcome(old[1], "w", "dead", status=400)], now + 11)
+        for claim in fresh:
+            delivery = await store.get_delivery(claim.delivery_id)
+            assert (delivery.state, delivery.attempts) == ("inflight", 2)
+        await store.record_outcomes([outcome(c, "w") for c in fresh], now + 12)
+        assert {(await store.get_delivery(c.delivery_id)).state for c in fresh} == {"delivered"}
+
     async def test_a_round_records_then_releases_then_claims(self, store: Store) -> None:
         """``settle``: the outcome recorded in a round frees its key for the same round's
         claim, and a released claim is claimed again in it."""

@@ -65,15 +65,17 @@ _SECRET_FIELDS = {
 }
 
 
-async def _admissible(spec: SubscriptionSpec, hub: Hub, caller: Caller) -> None:
-    """A webhook endpoint is made at ``/v1/webhooks/endpoints`` (its secrets are its own); a
-    tenant's sinks reach only what the egress policy allows (SSRF: the same rules as webhook
-    endpoints; the operator, who runs the host, is trusted with internal addresses)."""
+async def _admissible(spec: SubscriptionSpec, hub: Hub, caller: Caller, tenant: str | None) -> None:
+    """A webhook endpoint is made at ``/v1/webhooks/endpoints`` (its secrets are its own); the
+    HTTP sinks of a subscription that belongs to ``tenant`` reach only what the egress policy
+    allows (SSRF: the same rules as webhook endpoints, and the dispatcher applies them again
+    at every delivery), whoever made it. The operator's own subscriptions (no tenant) may
+    reach anything: the operator runs the host."""
     if isinstance(spec.sink, WebhookSink):
         raise InvalidSubscription("webhook endpoints are made at /v1/webhooks/endpoints")
-    if caller.tenant is None:
+    if tenant is None:
         return
-    if not isinstance(spec.sink, HttpSink | RestSink):
+    if caller.tenant is not None and not isinstance(spec.sink, HttpSink | RestSink):
         # Odoo, MQTT, file and publish sinks act with the hub's own credentials and
         # identity (an Odoo RPC, the plant's broker, a partner's outbox, events from any
         # source): they are the operator's to configure, never a tenant's.
@@ -154,8 +156,8 @@ def _no_host_references(spec: SubscriptionSpec) -> None:
 async def create_subscription(request: Request, spec: SubscriptionSpec, caller: Writer) -> Response:
     _no_host_references(spec)
     hub = _hub(request)
-    await _admissible(spec, hub, caller)
     tenant = spec.tenant if caller.tenant is None else caller.tenant
+    await _admissible(spec, hub, caller, tenant)
     async with audited(hub, caller, "subscription.create", tenant=tenant) as action:
         sub = await hub.create_subscription(_sealed(_tenanted(spec, caller), hub))
         action.target, action.detail = sub.id, {"name": sub.spec.name}
@@ -190,12 +192,12 @@ async def update_subscription(
 ) -> Response:
     _no_host_references(spec)
     hub = _hub(request)
-    await _admissible(spec, hub, caller)
     async with audited(hub, caller, "subscription.update", target=id) as action:
         current = await _owned(hub, caller, id)
         action.target, action.tenant = current.id, current.spec.tenant
         if caller.tenant is None and spec.tenant is None:
             spec = spec.model_copy(update={"tenant": current.spec.tenant})  # keep its tenant
+        await _admissible(spec, hub, caller, caller.tenant or spec.tenant)
         updated = await hub.update_subscription(current.id, _sealed(_tenanted(spec, caller), hub))
         action.detail = {"name": updated.spec.name}
     return json_response(subscription_json(updated))

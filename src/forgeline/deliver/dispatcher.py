@@ -13,7 +13,9 @@ commit. A lane claims up to twice its concurrency, so while a round is on its wa
 workers go on with the deliveries at hand instead of waiting for it. A claim waiting in a lane
 is attempted only while its lease still covers the attempt (its timeout) and the recording of
 its outcome; one that waited too long is handed back unattempted, so claiming ahead never lets
-a lease run out under an attempt in progress.
+a lease run out under an attempt in progress. A lane that had to do so lately (its attempts are
+that slow), and a rate-limited one (its pace is kept when claiming), claim no further ahead
+than their workers can start.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ _RECORDING = 5.0
 _AHEAD = 2
 _MAX_CLAIM = 256
 _IDLE_POLL = 1.0
+#: How long a lane whose claim waited too long claims only what its workers can start.
+_SLOW_FOR = 60.0
 #: Routed records kept in memory for the claims that follow: most deliveries are claimed
 #: moments after their event was routed, and need not read it back from the log.
 _RECENT = 4096
@@ -83,15 +87,21 @@ class _Held:
 class _Lane:
     """One subscription's deliveries in this process."""
 
-    __slots__ = ("sub", "waiting", "workers")
+    __slots__ = ("slow_until", "sub", "waiting", "workers")
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
         self.waiting: deque[_Held] = deque()
         self.workers = 0
+        #: Until then, claim no further ahead than the workers: a claim waited too long.
+        self.slow_until = 0.0
 
-    def room(self) -> int:
-        return _AHEAD * self.sub.spec.policy.concurrency - len(self.waiting) - self.workers
+    def room(self, now: float) -> int:
+        policy = self.sub.spec.policy
+        # A rate-limited lane never claims ahead: its pace is kept when claiming, so a claim
+        # must start when made (claims piled up behind a slow attempt would go out at once).
+        ahead = 1 if policy.rate_limit is not None or now < self.slow_until else _AHEAD
+        return ahead * policy.concurrency - len(self.waiting) - self.workers
 
 
 class Dispatcher:
@@ -107,8 +117,8 @@ class Dispatcher:
         connections: Connections | None = None,
         transform: Transform | None = None,
         xref: Binder | None = None,
+        tenant_sender: HttpSender,
         webhooks: WebhookSender | None = None,
-        tenant_sender: HttpSender | None = None,
     ) -> None:
         self._log = log
         #: Signs and posts to webhook endpoints (``WebhookSink``); the hub wires it.
@@ -121,8 +131,8 @@ class Dispatcher:
         self._sender = sender
         self._rest = RestSender(sender)  # shares the sender's session; holds OAuth2 tokens
         #: For a tenant's url and rest sinks: a session behind the egress policy (SSRF).
-        self._tenant_sender = tenant_sender or sender
-        self._tenant_rest = RestSender(self._tenant_sender)
+        self._tenant_sender = tenant_sender
+        self._tenant_rest = RestSender(tenant_sender)
         self._metrics = metrics
         self.owner = owner
         self._lanes: dict[str, _Lane] = {}
@@ -213,7 +223,12 @@ class Dispatcher:
             raise
         claimed = sum(map(len, batches))
         if claimed:
-            records = await self._records([c.position for batch in batches for c in batch])
+            try:
+                records = await self._records([c.position for batch in batches for c in batch])
+            except BaseException:
+                # Claimed on disk, but not at hand: handed back with the next round.
+                self._released.extend(claim for batch in batches for claim in batch)
+                raise
             for (lane, _), request, batch in zip(wanted, requests, batches, strict=True):
                 policy = lane.sub.spec.policy
                 self._pacer.take(lane.sub.id, policy.rate_limit, len(batch), now)
@@ -236,9 +251,10 @@ class Dispatcher:
         self._lanes = lanes
         wanted = []
         for lane in lanes.values():
+            self._staff(lane)  # a worker that stopped on a bug left deliveries waiting
             policy = lane.sub.spec.policy
             room = min(
-                _MAX_CLAIM, lane.room(), self._pacer.room(lane.sub.id, policy.rate_limit, now)
+                _MAX_CLAIM, lane.room(now), self._pacer.room(lane.sub.id, policy.rate_limit, now)
             )
             if room > 0:
                 wanted.append((lane, room))
@@ -264,7 +280,9 @@ class Dispatcher:
 
     def _staff(self, lane: _Lane) -> None:
         """Start workers for the waiting deliveries, up to the concurrency."""
-        wanted = min(lane.sub.spec.policy.concurrency, len(lane.waiting)) - lane.workers
+        # A worker takes the next waiting delivery only once its attempt is over: the ones
+        # waiting need workers of their own, up to the concurrency.
+        wanted = min(lane.sub.spec.policy.concurrency - lane.workers, len(lane.waiting))
         for _ in range(wanted):
             lane.workers += 1
             task = asyncio.create_task(self._work(lane))
@@ -276,8 +294,10 @@ class Dispatcher:
             while lane.waiting:
                 held = lane.waiting.popleft()
                 timeout = lane.sub.spec.policy.timeout
-                if held.lease_until - time.time() < timeout + _RECORDING:
+                now = time.time()
+                if held.lease_until - now < timeout + _RECORDING:
                     self._released.append(held.claim)  # claimed again, with a fresh lease
+                    lane.slow_until = now + _SLOW_FOR  # attempts this slow: stop claiming ahead
                     self._wake.set()
                     continue
                 await self._attempt(lane.sub, held.claim, held.record)

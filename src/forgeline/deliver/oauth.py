@@ -41,7 +41,7 @@ _EARLY_MAX = 60.0
 _EARLY_SHARE = 0.1
 _MAX_TOKEN_RESPONSE = 64 * 1024
 
-_Key = tuple[str, str, str | None, str | None]
+_Key = tuple[str, str, str | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +153,10 @@ class TokenCache:
 
 
 def _key(auth: OAuth2Auth) -> _Key:
-    return (auth.token_url, auth.client_id, auth.scope, auth.audience)
+    # The secret's reference too: a token is shared only by subscriptions holding the same
+    # credential. Without it, a tenant naming another tenant's token_url and client_id (no
+    # secret) was handed that tenant's cached token, sent on to a URL of its choosing.
+    return (auth.token_url, auth.client_id, auth.scope, auth.audience, auth.client_secret)
 
 
 def scrub(text: str, *secrets: str) -> str:

@@ -175,12 +175,14 @@ class Store(AsyncResource, ABC):
 
     @abstractmethod
     async def record_outcomes(self, outcomes: Sequence[Outcome], now: float) -> None:
-        """Apply attempts; an outcome whose lease was taken over by another owner is dropped."""
+        """Apply attempts; an outcome whose claim no longer holds the delivery (its lease ran
+        out and it was claimed again, by another owner or by the same one) is dropped."""
 
     @abstractmethod
     async def release(self, claims: Sequence[Claim], owner: str, now: float) -> None:
         """Hand back claims never attempted: claimable again at once, their attempt not
-        counted. A claim whose lease another owner took over since is left alone."""
+        counted. A claim that no longer holds its delivery (claimed again since) is left
+        alone."""
 
     async def settle(
         self,

@@ -139,7 +139,8 @@ class PostgresStore(Store):
                 last_error = o.error
             FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[])
                 AS o(id, owner, status, error)
-            WHERE t.id = o.id AND t.lease_owner = o.owner AND t.state = 'inflight'"""
+            WHERE t.id = o.id AND t.lease_owner = o.owner AND t.state = 'inflight'
+              AND t.attempts = 1"""
         # Any other attempt goes to the history from the same statement, for the rows updated.
         self._outcomes_sql = f"""
             WITH o AS (
@@ -156,6 +157,7 @@ class PostgresStore(Store):
                     reason = CASE WHEN o.state = 'dead' THEN o.error ELSE t.reason END
                 FROM o
                 WHERE t.id = o.id AND t.lease_owner = o.owner AND t.state = 'inflight'
+                  AND t.attempts = o.attempt
                 RETURNING t.id)
             INSERT INTO {s}.attempts AS a (delivery_id, attempt, started_at,
                 duration_ms, outcome, status, error, response)
@@ -447,12 +449,16 @@ class PostgresStore(Store):
             return
         # The claim counted an attempt that never happened: take it back (as sqlite.py).
         sql = f"""
-            UPDATE {self._s}.deliveries SET attempts = attempts - 1,
-                state = CASE WHEN attempts - 1 > round_start THEN 'retrying' ELSE 'pending' END,
-                lease_owner = NULL, lease_until = NULL, updated_at = $3
-            WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND state = 'inflight'"""
+            UPDATE {self._s}.deliveries t SET attempts = t.attempts - 1,
+                state = CASE WHEN t.attempts - 1 > t.round_start THEN 'retrying'
+                    ELSE 'pending' END,
+                lease_owner = NULL, lease_until = NULL, updated_at = $4
+            FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)
+            WHERE t.id = c.id AND t.attempts = c.attempt AND t.lease_owner = $3
+              AND t.state = 'inflight'"""
         ids = [claim.delivery_id for claim in claims]
-        await self._execute("releasing claims", sql, ids, owner, now)
+        attempts = [claim.attempt for claim in claims]
+        await self._execute("releasing claims", sql, ids, attempts, owner, now)
 
     async def expire_leases(self) -> int:
         sql = f"UPDATE {self._s}.deliveries SET lease_until = 0 WHERE state = 'inflight'"

@@ -47,6 +47,11 @@ _KEY_FREE = """NOT EXISTS (
     WHERE p.sub_id = d.sub_id AND p.pkey = d.pkey AND p.position < d.position
       AND p.state IN {states})"""
 
+# The claim an outcome or a release speaks for still holds the delivery: the same owner AND
+# the same attempt - after a lease ran out, the same owner may hold a newer claim of it, which
+# an old attempt's outcome must not settle.
+_STILL_LEASED = "id = ? AND lease_owner = ? AND state = 'inflight' AND attempts = ?"
+
 _DELIVERY_COLUMNS = (
     "id, sub_id, position, event_id, event_source, event_type, pkey, state, attempts, due_at,"
     " created_at, updated_at, last_status, last_error, reason"
@@ -423,7 +428,7 @@ _STATE = {"delivered": "delivered", "retry": "retrying", "dead": "dead"}
 def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> None:
     # A first-try success is the common case: one statement for all of them, no history row.
     plain = [
-        (now, o.attempt.status, o.claim.delivery_id, o.owner)
+        (now, o.attempt.status, o.claim.delivery_id, o.owner, o.claim.attempt)
         for o in outcomes
         if o.attempt.outcome == "delivered" and o.attempt.attempt == 1
     ]
@@ -431,7 +436,7 @@ def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -
         conn.executemany(
             "UPDATE deliveries SET state = 'delivered', lease_owner = NULL,"
             " lease_until = NULL, updated_at = ?, last_status = ?, last_error = NULL"
-            " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
+            f" WHERE {_STILL_LEASED}",
             plain,
         )
     for outcome in outcomes:
@@ -444,7 +449,7 @@ def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -
             " lease_owner = NULL, lease_until = NULL, updated_at = ?,"
             " last_status = ?, last_error = ?,"
             " reason = CASE WHEN ? = 'dead' THEN ? ELSE reason END"
-            " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
+            f" WHERE {_STILL_LEASED}",
             (
                 state,
                 outcome.next_due,
@@ -455,6 +460,7 @@ def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -
                 attempt.error,
                 outcome.claim.delivery_id,
                 outcome.owner,
+                outcome.claim.attempt,
             ),
         )
         if cursor.rowcount == 0:
@@ -483,8 +489,8 @@ def _release(conn: sqlite3.Connection, claims: Sequence[Claim], owner: str, now:
         "UPDATE deliveries SET attempts = attempts - 1,"
         " state = CASE WHEN attempts - 1 > round_start THEN 'retrying' ELSE 'pending' END,"
         " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-        " WHERE id = ? AND lease_owner = ? AND state = 'inflight'",
-        [(now, claim.delivery_id, owner) for claim in claims],
+        f" WHERE {_STILL_LEASED}",
+        [(now, claim.delivery_id, owner, claim.attempt) for claim in claims],
     )
 
 
