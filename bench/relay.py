@@ -128,6 +128,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+async def closed_loop(
+    count: int, concurrency: int, send: Callable[[int], Awaitable[None]]
+) -> float:
+    """Run ``send(0..count-1)`` with ``concurrency`` workers; answer the seconds taken."""
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            await send(index)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
 class Client:
     """The load generator: one aiohttp session, every request checked for a 2xx."""
 
@@ -152,19 +170,7 @@ class Client:
     async def closed_loop(
         self, count: int, concurrency: int, send: Callable[[int], Awaitable[None]]
     ) -> float:
-        """Run ``send(0..count-1)`` with ``concurrency`` workers; answer the seconds taken."""
-        next_index = 0
-
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < count:
-                index = next_index
-                next_index += 1
-                await send(index)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - start
+        return await closed_loop(count, concurrency, send)
 
     async def paced(
         self, rate: float, duration: float, send: Callable[[int], Awaitable[None]]

@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ import orjson
 from forgeline.webhooks.signing import new_symmetric_secret, signature_headers
 
 from .events import make_event
-from .relay import Proc, free_port, percentile, spawn, wait_delivered, wait_http
+from .relay import Proc, closed_loop, free_port, percentile, spawn, wait_delivered, wait_http
 
 DELIVERY_CONCURRENCY = 32  # the endpoint's policy.concurrency (the default)
 BATCH = 500
@@ -101,24 +101,6 @@ def serve_hub(data_dir: Path, port: int, config_file: Path) -> None:
 
 
 # -- clients ---------------------------------------------------------------------------------
-
-
-async def closed_loop(
-    count: int, concurrency: int, send: Callable[[int], Awaitable[None]]
-) -> float:
-    """``send(0..count-1)`` with ``concurrency`` workers; the seconds taken."""
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < count:
-            index = next_index
-            next_index += 1
-            await send(index)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - start
 
 
 def signed_bodies(count: int, phase: str, secret: str) -> list[tuple[bytes, dict[str, str]]]:
