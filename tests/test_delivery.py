@@ -23,6 +23,7 @@ import pytest
 from forgeline import Hub
 from forgeline.deliver import dispatcher
 from forgeline.deliver.sinks import EXCERPT_LIMIT
+from forgeline.exceptions import BackendError
 from forgeline.testing import Receiver, Reply
 
 SOURCE = "test/delivery"
@@ -223,6 +224,30 @@ async def test_claims_that_outwaited_their_lease_budget_go_back_unattempted(
 
     assert sorted(r.event["data"]["n"] for r in receiver.received) == [0, 1, 2, 3]
     assert handed_back and set(handed_back) <= set(positions[1:])
+    for position in positions:
+        (delivery,) = await hub.store.deliveries_of_event(position)
+        assert (delivery.state, delivery.attempts) == ("delivered", 1)
+
+
+async def test_claims_whose_events_could_not_be_read_are_handed_back(
+    client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claimed on disk, then the log read for their events fails: the claims go back with the
+    next round instead of waiting out their lease, and count no attempt."""
+    records = hub.dispatcher._records
+    failures = [BackendError("the log is away")]
+
+    async def flaky(positions: list[int]) -> Any:
+        if failures:
+            raise failures.pop()
+        return await records(positions)
+
+    monkeypatch.setattr(hub.dispatcher, "_records", flaky)
+    await subscribe(client, "unread", {"url": receiver.url("/unread")})
+    positions = await publish(client, *(ev(n=i) for i in range(3)))
+    await receiver.wait_for(3, path="/unread", timeout=8)  # a lease would last 17 s
+    await backlog_empty(client, "unread")
+    assert not failures
     for position in positions:
         (delivery,) = await hub.store.deliveries_of_event(position)
         assert (delivery.state, delivery.attempts) == ("delivered", 1)
