@@ -269,6 +269,57 @@ async def test_a_rate_limit_holds_when_a_slow_sink_speeds_up(
     assert min(gaps) > 0.1, [round(gap, 3) for gap in gaps]
 
 
+async def test_a_round_claims_only_for_subscriptions_that_may_have_work(
+    client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy subscription's rounds do not query every idle one: an idle lane is claimed for
+    when it was routed to, when its outcomes were recorded, or by the sweep once a second."""
+    for i in range(5):
+        await subscribe(client, f"idle-{i}", {"url": receiver.url("/idle")}, types=("idle.*",))
+    await subscribe(client, "busy", {"url": receiver.url("/busy")}, pol=policy(concurrency=1))
+    asked: list[str] = []
+    settle = hub.store.settle
+
+    async def spy(owner: str, now: float, **round: Any) -> Any:
+        asked.extend(request.subscription.spec.name for request in round.get("claims", ()))
+        return await settle(owner, now, **round)
+
+    monkeypatch.setattr(hub.store, "settle", spy)
+    started = time.monotonic()
+    await publish(client, *(ev(n=i) for i in range(40)))
+    await receiver.wait_for(40, path="/busy", timeout=10)
+    seconds = time.monotonic() - started
+
+    assert asked.count("busy") >= 10  # four at a time at most (one worker, claimed ahead)
+    idle = [name for name in asked if name.startswith("idle-")]
+    # Once each for the wake of the last subscription made, then once per sweep.
+    assert len(idle) <= 5 * (2 + int(seconds)), (len(idle), asked.count("busy"), seconds)
+    assert not [r for r in receiver.received if r.path == "/idle"]
+
+
+async def test_a_retry_falls_due_while_other_subscriptions_keep_the_dispatcher_busy(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """Nothing hints at a retry coming due: the sweep claims it, busy dispatcher or not."""
+    receiver.script = lambda path, event, seen: Reply(
+        delay=0.2 if path == "/busy" else 0, status=503 if path == "/later" and not seen else 204
+    )
+    await subscribe(client, "busy", {"url": receiver.url("/busy")}, pol=policy(concurrency=1))
+    await subscribe(
+        client,
+        "later",
+        {"url": receiver.url("/later")},
+        types=("later.*",),
+        pol=policy(initial_delay=0.3, max_delay=0.3),
+    )
+    await publish(client, *(ev(n=i) for i in range(20)))  # 4 s of attempts, one at a time
+    await publish(client, ev("later.created.v1"))
+    started = time.monotonic()
+    await receiver.wait_for(1, path="/later", timeout=3)  # the second attempt, a 204
+    assert time.monotonic() - started < 2.5  # due after 0.3 s, claimed within a sweep
+    assert len([r for r in receiver.received if r.path == "/busy"]) < 20  # still busy
+
+
 # -- retries ------------------------------------------------------------------------------------
 
 

@@ -97,7 +97,7 @@ class Router:
         log: EventLog,
         store: Store,
         table: SubscriptionTable,
-        on_routed: Callable[[Sequence[Record]], None],
+        on_routed: Callable[[Sequence[Record], set[str]], None],
         *,
         batch: int = 1000,
         shared: bool = False,
@@ -142,5 +142,6 @@ class Router:
         created = await self._store.record_routes(routed, records[-1].position)
         self.position = records[-1].position
         if created:
-            self._on_routed(matched)  # the dispatcher claims them, and keeps them at hand
+            # The dispatcher claims for these subscriptions, and keeps the records at hand.
+            self._on_routed(matched, {sub for route in routed for sub in route.subscription_ids})
         return len(records)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from ulid import ULID
 
 from .._sqlite import Database, sqlite_path
@@ -369,26 +370,22 @@ def _get_subscription(conn: sqlite3.Connection, id_or_name: str) -> Subscription
 
 def _insert_deliveries(conn: sqlite3.Connection, routed: Sequence[Routed], now: float) -> int:
     rows = [
-        (
-            sub_id,
-            r.position,
-            r.event_id,
-            r.event_source,
-            r.event_type,
-            r.partitionkey,
-            r.recorded_at,
-            now,
-            r.recorded_at,
-            now,
-        )
+        (sub_id, r.position, r.event_id, r.event_source, r.event_type, r.partitionkey,
+         r.recorded_at)
         for r in routed
         for sub_id in r.subscription_ids
-    ]
-    cursor = conn.executemany(
+    ]  # fmt: skip
+    if not rows:
+        return 0
+    # The rows as one JSON array: one statement step for all of them. (Each step hands the
+    # GIL back and must win it again from the busy event loop: per row, that wait was most
+    # of a round's time.)
+    cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (sub_id, position, event_id, event_source, event_type,"
         " pkey, state, round_started_at, due_at, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-        rows,
+        " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+        " 'pending', value ->> 6, value ->> 6, :now, :now FROM json_each(:rows)",
+        {"rows": orjson.dumps(rows).decode(), "now": now},
     )
     return cursor.rowcount
 
@@ -402,24 +399,26 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, owner: str, now: flo
             "('pending', 'retrying', 'inflight', 'dead')" if policy.on_dead == "block" else _OPEN
         )
         where += " AND (d.pkey IS NULL OR " + _KEY_FREE.format(states=blocking) + ")"
-    sql = f"""
-        UPDATE deliveries SET state = 'inflight', lease_owner = :owner,
-            lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
-        WHERE id IN (
-            SELECT d.id FROM deliveries d WHERE {where} ORDER BY d.position LIMIT :limit)
-        RETURNING id, position, attempts, attempts - round_start, round_started_at"""
-    params = {
-        "sub": subscription.id,
-        "owner": owner,
-        "lease_until": now + request.lease,
-        "now": now,
-        "limit": request.limit,
-    }
-    rows = conn.execute(sql, params).fetchall()
-    return sorted(
-        (Claim(row[0], subscription.id, row[1], row[2], row[3], row[4]) for row in rows),
-        key=lambda claim: claim.position,
+    # Chosen, then leased, each in one statement step (see _insert_deliveries): the write
+    # lock held since BEGIN IMMEDIATE keeps the two together.
+    (chosen,) = conn.execute(
+        "SELECT json_group_array(json_array(id, position, attempts + 1,"
+        # As text: JSON keeps 15 digits of a REAL, and the claim must carry it exactly.
+        " attempts + 1 - round_start, printf('%!.17g', round_started_at))) FROM ("
+        f" SELECT d.id, d.position, d.attempts, d.round_start, d.round_started_at"
+        f" FROM deliveries d WHERE {where} ORDER BY d.position LIMIT :limit)",
+        {"sub": subscription.id, "now": now, "limit": request.limit},
+    ).fetchone()
+    rows = sorted(orjson.loads(chosen), key=lambda row: row[1])  # an aggregate keeps no order
+    if not rows:
+        return []
+    conn.execute(
+        "UPDATE deliveries SET state = 'inflight', lease_owner = :owner,"
+        " lease_until = :lease_until, attempts = attempts + 1, updated_at = :now"
+        " WHERE id IN (SELECT value ->> 0 FROM json_each(:rows))",
+        {"owner": owner, "lease_until": now + request.lease, "now": now, "rows": chosen},
     )
+    return [Claim(row[0], subscription.id, row[1], row[2], row[3], float(row[4])) for row in rows]
 
 
 _STATE = {"delivered": "delivered", "retry": "retrying", "dead": "dead"}
@@ -428,16 +427,19 @@ _STATE = {"delivered": "delivered", "retry": "retrying", "dead": "dead"}
 def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> None:
     # A first-try success is the common case: one statement for all of them, no history row.
     plain = [
-        (now, o.attempt.status, o.claim.delivery_id, o.owner, o.claim.attempt)
+        (o.claim.delivery_id, o.owner, o.claim.attempt, o.attempt.status)
         for o in outcomes
         if o.attempt.outcome == "delivered" and o.attempt.attempt == 1
     ]
     if plain:
-        conn.executemany(
-            "UPDATE deliveries SET state = 'delivered', lease_owner = NULL,"
-            " lease_until = NULL, updated_at = ?, last_status = ?, last_error = NULL"
-            f" WHERE {_STILL_LEASED}",
-            plain,
+        # One statement step for them all (see _insert_deliveries).
+        conn.execute(
+            "UPDATE deliveries AS d SET state = 'delivered', lease_owner = NULL,"
+            " lease_until = NULL, updated_at = :now, last_status = j.value ->> 3,"
+            " last_error = NULL FROM json_each(:rows) AS j"
+            " WHERE d.id = j.value ->> 0 AND d.lease_owner = j.value ->> 1"
+            " AND d.state = 'inflight' AND d.attempts = j.value ->> 2",
+            {"now": now, "rows": orjson.dumps(plain).decode()},
         )
     for outcome in outcomes:
         attempt = outcome.attempt
