@@ -141,16 +141,23 @@ class Database:
         conn = self._writer
         assert conn is not None
         outcomes: list[tuple[bool, Any]] = []
+        # A job alone in its group needs no savepoint: if it fails, so does the transaction.
+        # (Each statement hands the GIL back and must win it again from the busy event loop.)
+        alone = len(batch) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job, _ in batch:
-                conn.execute("SAVEPOINT job")
+                if not alone:
+                    conn.execute("SAVEPOINT job")
                 try:
                     outcomes.append((True, job(conn)))
                 except Exception as exc:  # this job fails alone; its caller gets the error
-                    conn.execute("ROLLBACK TO job")
+                    conn.execute("ROLLBACK" if alone else "ROLLBACK TO job")
                     outcomes.append((False, _translate(exc, self._name)))
-                conn.execute("RELEASE job")
+                    if alone:
+                        return outcomes
+                if not alone:
+                    conn.execute("RELEASE job")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             # The commit itself failed (disk full, I/O error): nothing in the group is durable.

@@ -84,6 +84,8 @@ _SLOW_FOR = 60.0
 #: Routed records kept in memory for the claims that follow: most deliveries are claimed
 #: moments after their event was routed, and need not read it back from the log.
 _RECENT = 4096
+#: Records read on past a dense run of claims the cache missed.
+_READ_AHEAD = 1024
 
 
 @dataclass(slots=True)
@@ -317,6 +319,21 @@ class Dispatcher:
                 missing.append(position)
             else:
                 found[position] = record
+        if not missing:
+            return found
+        first, span = min(missing), max(missing) - min(missing) + 1
+        if span <= 2 * len(missing):
+            # A dense run (a backlog, or a burst the router ran ahead of the cache with): the
+            # next rounds will claim what follows it. Reading on from here now is one trip to
+            # the log (its reader thread: a GIL handoff that stalls the loop, on this VM kind
+            # for up to a few hundred microseconds) where each round would make its own.
+            ahead = await self._log.read(first - 1, min(_READ_AHEAD, 8 * span))
+            self._recent.add(ahead)
+            wanted = set(missing)
+            for record in ahead:
+                if record.position in wanted:
+                    found[record.position] = record
+            missing = [position for position in missing if position not in found]
         if missing:
             for record in await self._log.get_many(missing):
                 found[record.position] = record
