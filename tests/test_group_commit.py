@@ -55,6 +55,28 @@ async def test_a_write_that_breaks_fails_alone_and_the_writer_goes_on(tmp_path: 
         await db.aclose()
 
 
+async def test_a_write_alone_in_its_group_that_fails_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    """A write with no neighbours runs without a savepoint: when it fails, the transaction is
+    rolled back whole, its caller gets the error, and the next write starts clean."""
+    db = Database(str(tmp_path / "t.db"))
+    await db.open("CREATE TABLE t (v INTEGER UNIQUE);")
+    try:
+
+        def half_done(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.execute("INSERT INTO t VALUES (1)")  # the second insert breaks the write
+
+        with pytest.raises(BackendError):
+            await db.write(half_done)
+        assert await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)").rowcount) == 1
+        rows = await db.read(lambda conn: conn.execute("SELECT v FROM t").fetchall())
+        assert rows == [(2,)]  # the failed write's first row went with it
+    finally:
+        await db.aclose()
+
+
 async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     db = Database(str(tmp_path / "t.db"))
     await db.open("CREATE TABLE t (v INTEGER);")
