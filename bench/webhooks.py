@@ -9,15 +9,17 @@ egress policy (``FORGELINE_EGRESS_ALLOW=127.0.0.0/8``), as an operator allows a 
    in batches of 500; signed deliveries/s at the receiver, first arrival to last. Raw limit:
    the fastest plain client measured (aiohttp and httpx; DESIGN.md §6) POSTing the same
    bodies, with the same Standard Webhooks headers made in advance, straight to the receiver
-   with the same limit of 32 connections and requests in flight. Target: >= 0.5x. Every
+   with the same limit of 32 connections and requests in flight, counted at the receiver the
+   same way (first arrival to last). Target: >= 0.5x. Every
    delivery is checked to have come once (no retries). Beside it, the same N events through
    a plain ``sink: {url}`` subscription with the same policy: what the delivery engine itself
    does on this machine, so the webhook's own cost (signing, the egress policy's checks, the
    endpoint's bookkeeping) is the difference between the two rows.
 
-   The raw client, the plain sink and the endpoint take turns, ``--rounds`` times: the speed
-   of the VMs this runs on drifts by a third within minutes, so a ratio is taken only between
-   figures measured a few seconds apart, and the median of the rounds' ratios is reported.
+   The raw client, the plain sink and the endpoint take turns, ``--rounds`` times, every
+   other round in the reverse order: the speed of the VMs this runs on drifts by a third
+   within minutes, so a ratio is taken only between figures measured seconds apart, and the
+   median of the rounds' ratios is reported.
    httpx, 20x slower than aiohttp here, is measured once on fewer requests.
 2. Inbound: ``POST /hooks/partner``, a ``kind: webhook`` system verified by ``standard`` (a
    ``whsec_`` secret): each request is verified, its event made durable in the log, then
@@ -257,13 +259,24 @@ async def _measure(
             rate = stats["unique"] / max(1e-9, stats["last"] - stats["first"])
             return rate, (hub.cpu_seconds() - cpu) / config.events, int(stats["requests"])
 
+        async def raw_round(phase: str) -> float:
+            """Counted at the receiver, first arrival to last, as the hub's deliveries are."""
+            await raw_aiohttp(f"{sink}/raw", signed_bodies(config.events, phase, secret))
+            stats = await wait_delivered(session, sink, phase, config.events, 60)
+            return float(stats["unique"] / max(1e-9, stats["last"] - stats["first"]))
+
         rounds = []
         for turn in range(config.rounds):
-            raw_rate = await raw_aiohttp(
-                f"{sink}/raw", signed_bodies(config.events, f"raw-{turn}", secret)
-            )
-            plain_rate, plain_cpu, _ = await through_hub(f"plain-{turn}", PLAIN_TYPE)
-            engine_rate, engine_cpu, requests = await through_hub(f"engine-{turn}", EVENT_TYPE)
+            # Every other round in the reverse order: a drift through the round weighs on
+            # the raw client and on the endpoint in turn, not always on the same one.
+            if turn % 2 == 0:
+                raw_rate = await raw_round(f"raw-{turn}")
+                plain_rate, plain_cpu, _ = await through_hub(f"plain-{turn}", PLAIN_TYPE)
+                engine_rate, engine_cpu, requests = await through_hub(f"engine-{turn}", EVENT_TYPE)
+            else:
+                engine_rate, engine_cpu, requests = await through_hub(f"engine-{turn}", EVENT_TYPE)
+                plain_rate, plain_cpu, _ = await through_hub(f"plain-{turn}", PLAIN_TYPE)
+                raw_rate = await raw_round(f"raw-{turn}")
             rounds.append(
                 {
                     "raw_aiohttp_per_s": round(raw_rate, 1),
@@ -353,16 +366,21 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
     parser.add_argument("--events", type=int, default=Config.events)
-    parser.add_argument("--rounds", type=int, default=Config.rounds)
+    parser.add_argument("--rounds", type=int, default=Config.rounds, help="at least 1")
     parser.add_argument("--inbound", type=int, default=Config.inbound)
     parser.add_argument("--inbound-concurrency", type=int, default=Config.inbound_concurrency)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     config = Config(args.events, args.rounds, args.inbound, args.inbound_concurrency)
     result = asyncio.run(run(config))
     out = result["outbound"]
     print()
     low, high = out["ratio_range"]
-    print(f"medians of {len(out['rounds'])} rounds; a round's ratio is between its own figures")
+    print(
+        f"medians of {len(out['rounds'])} rounds: the ratio is the median of each round's own"
+        " ratio, not the quotient of the two medians beside it"
+    )
     print(f"{'measurement':<44}{'figure':>12}{'raw limit':>14}{'ratio':>8}  target")
     print(
         f"{'signed webhook deliveries (one endpoint)':<44}{out['engine_per_s']:>10,.0f}/s"

@@ -229,6 +229,32 @@ async def test_claims_that_outwaited_their_lease_budget_go_back_unattempted(
         assert (delivery.state, delivery.attempts) == ("delivered", 1)
 
 
+async def test_a_lane_of_slow_attempts_claims_no_further_ahead_than_its_leases_allow(
+    client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its first claims are made before anything is known of the sink, and the ones that
+    outwait their lease budget go back; after that the lane claims only as far ahead as its
+    typical attempt leaves room for, and nothing more is handed back (with a fixed depth of
+    four times the concurrency, every wave would hand some back)."""
+    monkeypatch.setattr(dispatcher, "LEASE_MARGIN", 1.0)  # an attempt may start 0.6 s late
+    monkeypatch.setattr(dispatcher, "_RECORDING", 0.4)
+    monkeypatch.setattr(dispatcher, "_SLOW_FOR", 0.0)  # no pause after a hand-back
+    handed_back: list[int] = []
+    settle = hub.store.settle
+
+    async def spy(owner: str, now: float, **round: Any) -> Any:
+        handed_back.extend(claim.position for claim in round.get("released", ()))
+        return await settle(owner, now, **round)
+
+    monkeypatch.setattr(hub.store, "settle", spy)
+    receiver.script = lambda path, event, seen: Reply(delay=0.3)
+    await subscribe(client, "steady", {"url": receiver.url("/steady")}, pol=policy(concurrency=2))
+    await publish(client, *(ev(n=i) for i in range(24)))
+    await receiver.wait_for(24, path="/steady", timeout=20)
+    await backlog_empty(client, "steady")
+    assert len(handed_back) <= 4, handed_back  # the first wave's overshoot at most
+
+
 async def test_claims_whose_events_could_not_be_read_are_handed_back(
     client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,14 +295,20 @@ async def test_a_rate_limit_holds_when_a_slow_sink_speeds_up(
     assert min(gaps) > 0.1, [round(gap, 3) for gap in gaps]
 
 
+@pytest.mark.parametrize("busy", [{"concurrency": 1}, {"rate_limit": 20.0}], ids=["one", "paced"])
 async def test_a_round_claims_only_for_subscriptions_that_may_have_work(
-    client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    hub: Hub,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    busy: dict[str, Any],
 ) -> None:
     """A busy subscription's rounds do not query every idle one: an idle lane is claimed for
-    when it was routed to, when its outcomes were recorded, or by the sweep once a second."""
+    when it was routed to, when its outcomes were recorded, or by the sweep once a second.
+    A paced subscription's next slot wakes the dispatcher for it alone."""
     for i in range(5):
         await subscribe(client, f"idle-{i}", {"url": receiver.url("/idle")}, types=("idle.*",))
-    await subscribe(client, "busy", {"url": receiver.url("/busy")}, pol=policy(concurrency=1))
+    await subscribe(client, "busy", {"url": receiver.url("/busy")}, pol=policy(**busy))
     asked: list[str] = []
     settle = hub.store.settle
 

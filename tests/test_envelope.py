@@ -54,6 +54,8 @@ def test_new_event_gets_a_ulid_and_a_time() -> None:
         ({"thisextensionnameistoolong": "x"}, "thisextensionnameistoolong"),
         ({"traceparent": "nope"}, "traceparent"),
         ({"tenant": 3}, "tenant"),
+        ({"subject": "LOT/L-1\x00L-2"}, "subject"),  # would cut an ordering key short
+        ({"partitionkey": "a\nb"}, "partitionkey"),
         ({"data_base64": "AA=="}, "data_base64"),  # together with data
     ],
 )

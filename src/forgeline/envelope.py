@@ -137,8 +137,12 @@ class Event:
             bad("type", f"{type_[:80]!r} is not a dotted name such as 'production.completed.v1'")
         for attr in ("subject", "datacontenttype", "dataschema"):
             value = body.get(attr)
-            if value is not None and (not isinstance(value, str) or len(value) > _MAX_ATTR):
-                bad(attr, f"must be a string of at most {_MAX_ATTR} characters")
+            if value is not None and (
+                not isinstance(value, str) or len(value) > _MAX_ATTR or _CONTROL_RE.search(value)
+            ):
+                # CloudEvents strings carry no control characters (they may become headers,
+                # and a key holding NUL cannot be stored by PostgreSQL, or kept whole by SQL).
+                bad(attr, f"must be a string of at most {_MAX_ATTR} characters, no control ones")
         time = body.get("time")
         if time is not None and not _is_rfc3339(time):
             bad("time", "must be an RFC 3339 timestamp with a time zone")
@@ -163,9 +167,12 @@ class Event:
             ):
                 bad(name, "must be a W3C traceparent ('00-<32 hex>-<16 hex>-<2 hex>')")
             elif not isinstance(value, str | int | bool) or (
-                isinstance(value, str) and len(value) > _MAX_ATTR
+                isinstance(value, str) and (len(value) > _MAX_ATTR or _CONTROL_RE.search(value))
             ):
-                bad(name, "extension values are strings, integers or booleans")
+                bad(
+                    name,
+                    "extension values are strings (no control characters), integers or booleans",
+                )
             else:
                 extensions[name] = value
         if errors:

@@ -194,6 +194,20 @@ class StoreContract:
         assert (delivery.event_type, delivery.partitionkey) == ("order.shipped.v1", "MO/1")
         assert (delivery.state, delivery.attempts, delivery.history) == ("pending", 0, [])
 
+    async def test_a_delivery_routed_late_was_created_with_its_event_and_is_due_now(
+        self, store: Store, sub: Subscription
+    ) -> None:
+        """Its age counts from the event's arrival in the log (the retry schedule's max_age
+        and the API's created_at); it is due when routed, whatever the log's clock said."""
+        logged = time.time() - 3600.0
+        before = time.time()
+        await self.route(store, routed(1, sub, at=logged))
+        [delivery] = await store.list_deliveries("pending", EVERYTHING, 10)
+        assert delivery.created_at == logged
+        assert before <= delivery.due_at <= time.time()
+        [[claim]] = await store.settle("w", time.time(), claims=[ClaimRequest(sub, 5, 30.0)])
+        assert claim.round_started_at == logged
+
     # -- claims ----------------------------------------------------------------------------
 
     async def test_claims_are_oldest_first_and_limited(

@@ -98,7 +98,7 @@ class _Held:
 class _Lane:
     """One subscription's deliveries in this process."""
 
-    __slots__ = ("drained", "hints", "slow_until", "sub", "waiting", "workers")
+    __slots__ = ("drained", "hints", "slow_until", "sub", "typical", "waiting", "workers")
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
@@ -110,6 +110,8 @@ class _Lane:
         #: that came back short started from. Equal: nothing to claim until the next hint.
         self.hints = 1
         self.drained = 0
+        #: Seconds an attempt of this lane takes, smoothed: how far ahead it may claim.
+        self.typical = 0.0
 
     def hint(self) -> None:
         self.hints += 1
@@ -118,11 +120,22 @@ class _Lane:
     def hungry(self) -> bool:
         return self.hints != self.drained
 
+    def took(self, seconds: float) -> None:
+        self.typical += (seconds - self.typical) * 0.2
+
     def room(self, now: float) -> int:
         policy = self.sub.spec.policy
-        # A rate-limited lane never claims ahead: its pace is kept when claiming, so a claim
-        # must start when made (claims piled up behind a slow attempt would go out at once).
-        ahead = 1 if policy.rate_limit is not None or now < self.slow_until else _AHEAD
+        if policy.rate_limit is not None or now < self.slow_until:
+            # A rate-limited lane never claims ahead: its pace is kept when claiming, so a
+            # claim must start when made (claims piled up behind a slow attempt would go out
+            # at once).
+            ahead = 1
+        else:
+            # The last claim waits (ahead - 1) attempts before its own and must still start
+            # within its lease's margin: counting twice the typical attempt leaves room for
+            # slower ones. Fast sinks get _AHEAD; a few seconds an attempt, less.
+            budget = (LEASE_MARGIN - _RECORDING) / (2.0 * self.typical + 1e-9)
+            ahead = min(_AHEAD, 1 + int(budget))
         return ahead * policy.concurrency - len(self.waiting) - self.workers
 
 
@@ -165,7 +178,8 @@ class Dispatcher:
         self._released: list[Claim] = []
         self._recent = RecentRecords(_RECENT)
         self._wake = asyncio.Event()
-        self._sweep_at = 0.0  # when every lane is claimed for again, hinted or not
+        #: When (monotonic) every lane is claimed for again, hinted or not.
+        self._sweep_at = 0.0
 
     def wake(self) -> None:
         """Something changed that no hint covers (a replay, a subscription): claim for all."""
@@ -210,19 +224,25 @@ class Dispatcher:
                         log.exception("reading the next due time failed")
                         due = None
                     # Work already due but not claimed waits for an earlier delivery of its
-                    # key: recording that outcome wakes us, so only a future due time (a
-                    # retry) needs a timer. Polling it would spin.
+                    # key (recording that outcome hints its lane) or for the sweep; only a
+                    # future due time (a retry) needs a timer. Polling it would spin.
                     timeout = (
                         _IDLE_POLL if due is None or due <= now else min(_IDLE_POLL, due - now)
                     )
                 paced = self._next_paced(now)  # a rate-limited subscription's next slot
-                if paced is not None:
-                    timeout = min(timeout, paced - now)
+                sweep = True  # what the timer firing means: every lane, or the paced ones
+                if paced is not None and paced - now < timeout:
+                    timeout, sweep = paced - now, False
                 try:
                     async with asyncio.timeout(max(0.0, timeout)):
                         await self._wake.wait()
                 except TimeoutError:
-                    self._sweep_at = 0.0  # a due time came: it names no lane
+                    if sweep:
+                        self._sweep_at = 0.0  # a due time came: it names no lane
+                    else:
+                        for lane in self._lanes.values():  # a slot came: theirs alone
+                            if lane.sub.spec.policy.rate_limit is not None:
+                                lane.hint()
         finally:
             await self.drain()
 
@@ -285,8 +305,9 @@ class Dispatcher:
     def _wanted(self, now: float) -> list[tuple[_Lane, int, int]]:
         """The lanes of the subscriptions in force that may have work, with the room each has
         to claim and its hints so far."""
-        if now >= self._sweep_at:
-            self._sweep_at = now + _IDLE_POLL
+        clock = time.monotonic()
+        if clock >= self._sweep_at:
+            self._sweep_at = clock + _IDLE_POLL
             for kept in self._lanes.values():
                 kept.hint()
         lanes: dict[str, _Lane] = {}
@@ -366,7 +387,9 @@ class Dispatcher:
                     lane.hint()
                     self._wake.set()
                     continue
+                began = time.monotonic()
                 await self._attempt(lane.sub, held.claim, held.record)
+                lane.took(time.monotonic() - began)
         finally:
             lane.workers -= 1
 

@@ -383,8 +383,11 @@ def _insert_deliveries(conn: sqlite3.Connection, routed: Sequence[Routed], now: 
     cursor = conn.execute(
         "INSERT OR IGNORE INTO deliveries (sub_id, position, event_id, event_source, event_type,"
         " pkey, state, round_started_at, due_at, created_at, updated_at)"
-        " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
-        " 'pending', value ->> 6, value ->> 6, :now, :now FROM json_each(:rows)",
+        " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+        " json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
+        " json_extract(value, '$[4]'), json_extract(value, '$[5]'), 'pending',"
+        " json_extract(value, '$[6]'), :now, json_extract(value, '$[6]'), :now"
+        " FROM json_each(:rows)",
         {"rows": orjson.dumps(rows).decode(), "now": now},
     )
     return cursor.rowcount
@@ -415,7 +418,7 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, owner: str, now: flo
     conn.execute(
         "UPDATE deliveries SET state = 'inflight', lease_owner = :owner,"
         " lease_until = :lease_until, attempts = attempts + 1, updated_at = :now"
-        " WHERE id IN (SELECT value ->> 0 FROM json_each(:rows))",
+        " WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(:rows))",
         {"owner": owner, "lease_until": now + request.lease, "now": now, "rows": chosen},
     )
     return [Claim(row[0], subscription.id, row[1], row[2], row[3], float(row[4])) for row in rows]
@@ -435,10 +438,11 @@ def _record(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -
         # One statement step for them all (see _insert_deliveries).
         conn.execute(
             "UPDATE deliveries AS d SET state = 'delivered', lease_owner = NULL,"
-            " lease_until = NULL, updated_at = :now, last_status = j.value ->> 3,"
-            " last_error = NULL FROM json_each(:rows) AS j"
-            " WHERE d.id = j.value ->> 0 AND d.lease_owner = j.value ->> 1"
-            " AND d.state = 'inflight' AND d.attempts = j.value ->> 2",
+            " lease_until = NULL, updated_at = :now,"
+            " last_status = json_extract(j.value, '$[3]'), last_error = NULL"
+            " FROM json_each(:rows) AS j WHERE d.id = json_extract(j.value, '$[0]')"
+            " AND d.lease_owner = json_extract(j.value, '$[1]') AND d.state = 'inflight'"
+            " AND d.attempts = json_extract(j.value, '$[2]')",
             {"now": now, "rows": orjson.dumps(plain).decode()},
         )
     for outcome in outcomes:
