@@ -77,6 +77,11 @@ class Load:
             task = asyncio.create_task(self._publisher(url, mine), name=f"load-{index}")
             self._tasks.append(task)
 
+    @property
+    def stopping(self) -> bool:
+        """Told to stop: no new POST starts."""
+        return self._stop.is_set()
+
     async def stop(self) -> None:
         self._stop.set()
         try:
