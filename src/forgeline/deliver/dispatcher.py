@@ -12,7 +12,8 @@ back what will not be attempted and claims again, in that order and - on SQLite 
 commit. A lane claims up to four times its concurrency, so while a round is on its way to disk
 the workers go on with the deliveries at hand instead of waiting for it (a round claims what
 the one before saw consumed; under load a round takes 10-20 ms, during which a lane of 32
-workers to a fast receiver goes through 30 to 60 deliveries). A claim waiting in a lane
+workers to a fast receiver goes through 30 to 60 deliveries). A lane of slower attempts claims
+less far ahead (``_Lane.room``: the wait must fit its leases). A claim waiting in a lane
 is attempted only while its lease still covers the attempt (its timeout) and the recording of
 its outcome; one that waited too long is handed back unattempted, so claiming ahead never lets
 a lease run out under an attempt in progress. A lane that had to do so lately (its attempts are
