@@ -55,7 +55,8 @@ READ_ONLY = Caller(
     id="pr_acme_viewer", kind="plant", tenant="acme", scopes=frozenset({"inventory:read"})
 )
 CREDENTIALS = {"acme": ACME, "portal": ACME_PORTAL, "globex": GLOBEX, "viewer": READ_ONLY}
-FAST = BusinessSettings(availability_ttl=0.3, availability_deadline=0.5, erp_retry_after=1.0)
+# The deadline leaves a cold first read (the site, then the product) room on a slow VM.
+FAST = BusinessSettings(availability_ttl=0.3, availability_deadline=1.0, erp_retry_after=1.0)
 
 
 @dataclass
@@ -286,8 +287,10 @@ async def test_while_odoo_is_down_the_last_known_level_is_served_stale_then_503(
         assert problem["type"] == "urn:forgeline:problem:erp-unavailable"
         assert "RM-HINGE" in problem["detail"] and "nginx" not in unknown.text
 
-        # The breaker is open: requests answer at once without knocking on Odoo's door.
+        # The breaker is open: requests answer at once without knocking on Odoo's door. (A
+        # read that outlived its caller's deadline may still be retrying: counted after it.)
         await eventually(lambda: _breaker_open(plant))
+        await eventually(lambda: _no_read_running(plant))
         asked = plant.calls.seen.total()
         started = time.monotonic()
         for _ in range(5):
@@ -302,6 +305,10 @@ async def test_while_odoo_is_down_the_last_known_level_is_served_stale_then_503(
     assert back.status_code == 200 and back.json()["stale"] is False
 
 
+async def _no_read_running(plant: Plant) -> bool:
+    return not plant.business.availability._flights
+
+
 async def _breaker_open(plant: Plant) -> bool:
     return plant.business.availability._down_until > time.monotonic()
 
@@ -312,13 +319,13 @@ async def test_a_slow_odoo_is_answered_from_the_last_level_at_the_deadline(
     params = {"sku": "RM-PANEL", "site": "WH"}
     async with plant.http("acme") as http:
         assert (await http.get("/v1/inventory/availability", params=params)).status_code == 200
-        plant.calls.add(pattern=STOCK, latency=2.0)
+        plant.calls.add(pattern=STOCK, latency=3.0)
         await asyncio.sleep(FAST.availability_ttl + 0.05)
         started = time.monotonic()
         slow = await http.get("/v1/inventory/availability", params=params)
         waited = time.monotonic() - started
         assert slow.status_code == 200 and slow.json()["stale"] is True
-        assert FAST.availability_deadline <= waited < 1.5
+        assert FAST.availability_deadline <= waited < FAST.availability_deadline + 1.0
         plant.calls.up()
         # The slow read went on by itself and refreshed the cache when it landed.
         refreshed = await eventually(lambda: _fresh(http, params), timeout=5)
