@@ -408,7 +408,7 @@ def _claim(conn: sqlite3.Connection, request: ClaimRequest, owner: str, now: flo
         "SELECT json_group_array(json_array(id, position, attempts + 1,"
         # As text: JSON keeps 15 digits of a REAL, and the claim must carry it exactly.
         " attempts + 1 - round_start, printf('%!.17g', round_started_at))) FROM ("
-        f" SELECT d.id, d.position, d.attempts, d.round_start, d.round_started_at"
+        " SELECT d.id, d.position, d.attempts, d.round_start, d.round_started_at"
         f" FROM deliveries d WHERE {where} ORDER BY d.position LIMIT :limit)",
         {"sub": subscription.id, "now": now, "limit": request.limit},
     ).fetchone()
