@@ -144,6 +144,19 @@ async def metric(client: httpx.AsyncClient, subscription: str, outcome: str) -> 
     return 0.0
 
 
+def spy_on_hand_backs(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The positions of the claims the dispatcher hands back, as its rounds record them."""
+    handed_back: list[int] = []
+    settle = hub.store.settle
+
+    async def spy(owner: str, now: float, **round: Any) -> Any:
+        handed_back.extend(claim.position for claim in round.get("released", ()))
+        return await settle(owner, now, **round)
+
+    monkeypatch.setattr(hub.store, "settle", spy)
+    return handed_back
+
+
 def lower(headers: dict[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
@@ -208,14 +221,7 @@ async def test_claims_that_outwaited_their_lease_budget_go_back_unattempted(
     still arrives once, and no attempt is counted that was not made."""
     monkeypatch.setattr(dispatcher, "LEASE_MARGIN", 0.5)  # an attempt may start 0.25 s late
     monkeypatch.setattr(dispatcher, "_RECORDING", 0.25)
-    handed_back: list[int] = []
-    settle = hub.store.settle
-
-    async def spy(owner: str, now: float, **round: Any) -> Any:
-        handed_back.extend(claim.position for claim in round.get("released", ()))
-        return await settle(owner, now, **round)
-
-    monkeypatch.setattr(hub.store, "settle", spy)
+    handed_back = spy_on_hand_backs(hub, monkeypatch)
     receiver.script = lambda path, event, seen: Reply(delay=0.4)
     await subscribe(client, "slow", {"url": receiver.url("/slow")}, pol=policy(concurrency=1))
     positions = await publish(client, *(ev(n=i) for i in range(4)))
@@ -239,14 +245,7 @@ async def test_a_lane_of_slow_attempts_claims_no_further_ahead_than_its_leases_a
     monkeypatch.setattr(dispatcher, "LEASE_MARGIN", 1.0)  # an attempt may start 0.6 s late
     monkeypatch.setattr(dispatcher, "_RECORDING", 0.4)
     monkeypatch.setattr(dispatcher, "_SLOW_FOR", 0.0)  # no pause after a hand-back
-    handed_back: list[int] = []
-    settle = hub.store.settle
-
-    async def spy(owner: str, now: float, **round: Any) -> Any:
-        handed_back.extend(claim.position for claim in round.get("released", ()))
-        return await settle(owner, now, **round)
-
-    monkeypatch.setattr(hub.store, "settle", spy)
+    handed_back = spy_on_hand_backs(hub, monkeypatch)
     receiver.script = lambda path, event, seen: Reply(delay=0.3)
     await subscribe(client, "steady", {"url": receiver.url("/steady")}, pol=policy(concurrency=2))
     await publish(client, *(ev(n=i) for i in range(24)))

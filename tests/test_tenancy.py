@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,12 +124,7 @@ async def test_dead_letters_are_invisible_to_other_tenants(hubs: Hubs) -> None:
     async with hubs.client("acme-admin") as acme, hubs.client("globex-admin") as globex:
         assert (await acme.post("/v1/subscriptions", json=spec)).status_code == 201
         await acme.post("/v1/events", json=_event("d-1"))
-        for _ in range(200):
-            dead = (await acme.get("/v1/deadletters")).json()["deadletters"]
-            if dead:
-                break
-            await asyncio.sleep(0.05)
-        (letter,) = dead
+        letter = await _the_dead_letter(acme)
         assert (await globex.get("/v1/deadletters")).json()["deadletters"] == []
         for request in (
             globex.get(f"/v1/deadletters/{letter['id']}"),
@@ -294,12 +290,7 @@ async def test_a_tenants_sink_whose_name_turns_internal_is_refused_at_delivery(
             local = {"name": "local", "types": ["production.*"], "sink": {"url": receiver.url()}}
             assert (await operator.post("/v1/subscriptions", json=local)).status_code == 201
             assert (await acme.post("/v1/events", json=_event("rebound-1"))).status_code == 201
-            for _ in range(200):
-                dead = (await acme.get("/v1/deadletters")).json()["deadletters"]
-                if dead:
-                    break
-                await asyncio.sleep(0.05)
-            (letter,) = dead
+            letter = await _the_dead_letter(acme)
             await receiver.wait_for(1)  # the operator's subscription delivered
     assert "egress policy" in letter["reason"], letter
     assert letter["attempts"] == 1
@@ -355,3 +346,14 @@ async def test_a_tenant_cannot_publish_as_a_system_nor_take_anothers_ids(
             # The same publisher sending again is a plain duplicate, as always.
             again = await globex.post("/v1/events", json=_event("shared-1"))
             assert again.status_code == 200 and again.json()["events"][0]["duplicate"]
+
+
+async def _the_dead_letter(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The one dead letter the client's tenant has, once there is one (10 s at most)."""
+    for _ in range(200):
+        dead = (await client.get("/v1/deadletters")).json()["deadletters"]
+        if dead:
+            break
+        await asyncio.sleep(0.05)
+    (letter,) = dead
+    return dict(letter)
