@@ -24,6 +24,7 @@ from forgeline import Hub
 from forgeline.deliver import dispatcher
 from forgeline.deliver.sinks import EXCERPT_LIMIT
 from forgeline.exceptions import BackendError
+from forgeline.log import RecentRecords
 from forgeline.testing import Receiver, Reply
 
 SOURCE = "test/delivery"
@@ -276,6 +277,38 @@ async def test_claims_whose_events_could_not_be_read_are_handed_back(
     for position in positions:
         (delivery,) = await hub.store.deliveries_of_event(position)
         assert (delivery.state, delivery.attempts) == ("delivered", 1)
+
+
+async def test_claims_past_the_dispatchers_cache_are_read_from_the_log_in_runs(
+    client: httpx.AsyncClient, hub: Hub, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst runs the router past the records the dispatcher keeps: the claims that missed
+    them are read from the log, several rounds' worth at a time, and each event still goes
+    out once with its own content."""
+    # Smaller than the burst, larger than a run read ahead (as 4,096 is beside 1,024).
+    monkeypatch.setattr(hub.dispatcher, "_recent", RecentRecords(40))
+    reads: list[str] = []
+    log = hub.log
+
+    class Counted:  # the dispatcher's view of the log, counting its trips
+        async def read(self, after: int = 0, limit: int = 500) -> Any:
+            reads.append("read")
+            return await log.read(after, limit)
+
+        async def get_many(self, positions: Any) -> Any:
+            reads.append("get_many")
+            return await log.get_many(positions)
+
+    monkeypatch.setattr(hub.dispatcher, "_log", Counted())
+    await subscribe(client, "burst", {"url": receiver.url("/burst")}, pol=policy(concurrency=1))
+    await publish(client, *(ev(n=i) for i in range(120)))
+    await receiver.wait_for(120, path="/burst", timeout=15)
+    await backlog_empty(client, "burst")
+
+    assert sorted(r.event["data"]["n"] for r in receiver.received) == list(range(120))
+    claims = 120 // 4  # one worker claims four ahead at most: at least 30 rounds claimed
+    # A run at a time: far fewer trips than rounds.
+    assert 0 < len(reads) < claims, reads
 
 
 async def test_a_rate_limit_holds_when_a_slow_sink_speeds_up(
