@@ -24,7 +24,7 @@ def py_spy() -> str | None:
 
 
 @contextlib.contextmanager
-def sampling(pid: int, out: Path) -> Iterator[None]:
+def sampling(pid: int, out: Path, rate: int = 100) -> Iterator[None]:
     exe = py_spy()
     if exe is None:
         raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
@@ -38,7 +38,7 @@ def sampling(pid: int, out: Path) -> Iterator[None]:
             "--format",
             "raw",
             "--rate",
-            "100",
+            str(rate),
             "--gil",
             "-o",
             str(out),

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ import orjson
 
 from forgeline.webhooks.signing import new_symmetric_secret, signature_headers
 
+from . import profile
 from .events import make_event
 from .relay import Proc, closed_loop, free_port, percentile, spawn, wait_delivered, wait_http
 
@@ -64,6 +66,7 @@ class Config:
     rounds: int = 3
     inbound: int = 5_000
     inbound_concurrency: int = 16
+    profile: Path | None = None  # py-spy folded stacks of the hub during the first endpoint round
 
 
 # -- the hub process -------------------------------------------------------------------------
@@ -252,8 +255,11 @@ async def _measure(
         async def through_hub(phase: str, type: str) -> tuple[float, float, int]:
             """Deliveries/s at the receiver, hub CPU per event, and the requests it took."""
             cpu = hub.cpu_seconds()
-            await publish(phase, config.events, type)
-            stats = await wait_delivered(session, sink, phase, config.events, 300)
+            folded = config.profile if phase == "engine-0" else None
+            sampling = profile.sampling(hub.popen.pid, folded, rate=250) if folded else None
+            with sampling or nullcontext():
+                await publish(phase, config.events, type)
+                stats = await wait_delivered(session, sink, phase, config.events, 300)
             if stats["unique"] < config.events:
                 raise RuntimeError(f"{phase}: {stats['unique']} of {config.events} delivered")
             rate = stats["unique"] / max(1e-9, stats["last"] - stats["first"])
@@ -369,11 +375,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=Config.rounds, help="at least 1")
     parser.add_argument("--inbound", type=int, default=Config.inbound)
     parser.add_argument("--inbound-concurrency", type=int, default=Config.inbound_concurrency)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the hub with py-spy (installed apart) during the first endpoint round",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    config = Config(args.events, args.rounds, args.inbound, args.inbound_concurrency)
+    folded = profile.RESULTS / "webhooks-hub-profile.folded" if args.profile else None
+    config = Config(args.events, args.rounds, args.inbound, args.inbound_concurrency, folded)
     result = asyncio.run(run(config))
+    if folded is not None:
+        for kind, items in profile.top(folded).items():
+            print(f"hub profile, top {kind} (% of samples):")
+            for frame, share in items:
+                print(f"{share:5.1f}%  {frame}")
     out = result["outbound"]
     print()
     low, high = out["ratio_range"]

@@ -251,8 +251,10 @@ async def test_a_minimal_endpoint_receives_events_signed_as_the_reference_librar
     verified = Webhook(secret).verify(body, headers)
     assert verified["id"] == "MO-1" and verified["type"] == "production.completed.v1"
     assert verified["data"] == {"qty": 1}  # the CloudEvent itself is the body
-    # Stable across retries, and unique as (source, id) is: two sources may share an id.
-    assert headers["webhook-id"].startswith("msg_")
+    # Stable across retries (and releases), and unique as (source, id) is: two sources may
+    # share an id.
+    expected_id = signing.message_id(f"{verified['source']}\x1f{verified['id']}")
+    assert headers["webhook-id"] == expected_id and expected_id.startswith("msg_")
     assert headers["Content-Type"] == "application/json"
     assert headers["User-Agent"].startswith("Forgeline-Webhooks/")
     with pytest.raises(ReferenceRefused):

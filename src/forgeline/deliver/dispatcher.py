@@ -9,11 +9,14 @@ How the sinks are kept busy. Each subscription has a lane in this process: the d
 claimed and has not started yet, and up to ``policy.concurrency`` workers taking them in
 position order. A round (``Store.settle``) records the outcomes of finished attempts, hands
 back what will not be attempted and claims again, in that order and - on SQLite - in one
-commit. A lane claims up to four times its concurrency, so while a round is on its way to disk
-the workers go on with the deliveries at hand instead of waiting for it (a round claims what
-the one before saw consumed; under load a round takes 10-20 ms, during which a lane of 32
-workers to a fast receiver goes through 30 to 60 deliveries). A lane of slower attempts claims
-less far ahead (``_Lane.room``: the wait must fit its leases). A claim waiting in a lane
+commit. A lane claims up to sixteen times its concurrency, so while a round is on its way to
+disk the workers go on with the deliveries at hand instead of waiting for it (a round claims
+what the one before saw consumed). Under load a round takes 10-60 ms: the store's thread
+waits for the busy event loop to hand it the GIL at every statement. A lane of 32 workers to a
+fast receiver goes through up to 300 deliveries meanwhile; at four times its concurrency its
+workers sat idle through most rounds. A lane of slower attempts claims less far ahead
+(``_Lane.room``: the wait must fit its leases), and a lane whose attempts were never timed
+claims four times its concurrency until they are. A claim waiting in a lane
 is attempted only while its lease still covers the attempt (its timeout) and the recording of
 its outcome; one that waited too long is handed back unattempted, so claiming ahead never lets
 a lease run out under an attempt in progress. A lane that had to do so lately (its attempts are
@@ -75,9 +78,11 @@ LEASE_MARGIN = 15.0
 #: Of the margin, what must be left after an attempt for its outcome to reach the store.
 _RECORDING = 5.0
 #: How many deliveries a lane holds (claimed, waiting or being attempted) per unit of
-#: concurrency: enough to keep the workers busy while a round commits (2 left them idle for
-#: a few ms of every round under load).
-_AHEAD = 4
+#: concurrency: enough to keep the workers busy while a round commits (4 left 32 workers to a
+#: fast receiver idle through most rounds under load, and cost a tenth of the throughput).
+_AHEAD = 16
+#: The same, for a lane none of whose attempts was timed yet: it may be a slow sink.
+_FIRST_AHEAD = 4
 _MAX_CLAIM = 256
 _IDLE_POLL = 1.0
 #: How long a lane whose claim waited too long claims only what its workers can start.
@@ -111,8 +116,9 @@ class _Lane:
         #: that came back short started from. Equal: nothing to claim until the next hint.
         self.hints = 1
         self.drained = 0
-        #: Seconds an attempt of this lane takes, smoothed: how far ahead it may claim.
-        self.typical = 0.0
+        #: Seconds an attempt of this lane takes, smoothed (None: none timed yet): how far
+        #: ahead it may claim.
+        self.typical: float | None = None
 
     def hint(self) -> None:
         self.hints += 1
@@ -122,7 +128,8 @@ class _Lane:
         return self.hints != self.drained
 
     def took(self, seconds: float) -> None:
-        self.typical += (seconds - self.typical) * 0.2
+        typical = self.typical
+        self.typical = seconds if typical is None else typical + (seconds - typical) * 0.2
 
     def room(self, now: float) -> int:
         policy = self.sub.spec.policy
@@ -131,6 +138,8 @@ class _Lane:
             # claim must start when made (claims piled up behind a slow attempt would go out
             # at once).
             ahead = 1
+        elif self.typical is None:
+            ahead = _FIRST_AHEAD
         else:
             # The last claim waits (ahead - 1) attempts before its own and must still start
             # within its lease's margin: counting twice the typical attempt leaves room for

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from functools import partial
+from functools import lru_cache, partial
 from time import time
 
 import aiohttp
@@ -33,6 +33,7 @@ __all__ = [
     "EXCERPT_LIMIT",
     "HttpSender",
     "Sent",
+    "client_timeout",
     "drain",
     "publish_derived",
     "read_failure",
@@ -108,7 +109,7 @@ class HttpSender:
                 sink.url,
                 data=event.to_json(),
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=client_timeout(timeout),
                 allow_redirects=False,  # a redirect is the sink's misconfiguration, not success
             ) as response:
                 status = response.status
@@ -159,6 +160,12 @@ async def _excerpt(response: aiohttp.ClientResponse) -> str:
     except (TimeoutError, aiohttp.ClientError):
         return ""
     return chunk.decode("utf-8", "replace")
+
+
+@lru_cache(maxsize=64)
+def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """aiohttp's total timeout of ``seconds``, made once per value, not once per attempt."""
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def _retry_after(value: str | None) -> float | None:
