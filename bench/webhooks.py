@@ -21,7 +21,11 @@ egress policy (``FORGELINE_EGRESS_ALLOW=127.0.0.0/8``), as an operator allows a 
    within minutes, so a ratio is taken only between figures measured seconds apart, and the
    median of the rounds' ratios is reported.
    httpx, 20x slower than aiohttp here, is measured once on fewer requests.
-2. Inbound: ``POST /hooks/partner``, a ``kind: webhook`` system verified by ``standard`` (a
+2. Signing beside a busy thread (this process, no HTTP): ``Signer.headers`` calls/s while
+   another thread runs Python, against CPython's one-shot ``hmac.digest``, which lets go of
+   the GIL on every call and then waits to win it back - what the hub's event loop did per
+   delivery while the store's threads were busy.
+3. Inbound: ``POST /hooks/partner``, a ``kind: webhook`` system verified by ``standard`` (a
    ``whsec_`` secret): each request is verified, its event made durable in the log, then
    answered 202. Requests/s and p50/p99 of the answer, closed loop with 16 in flight; the
    requests are signed before the clock starts (their timestamps are well inside tolerance).
@@ -31,11 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hmac
 import os
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -47,7 +54,7 @@ import aiohttp
 import httpx
 import orjson
 
-from forgeline.webhooks.signing import new_symmetric_secret, signature_headers
+from forgeline.webhooks.signing import Signer, new_symmetric_secret, signature_headers
 
 from . import profile
 from .events import make_event
@@ -312,6 +319,11 @@ async def _measure(
     if raw["httpx"] > raw["aiohttp"]:
         raise RuntimeError("httpx outran aiohttp: measure the rounds against httpx")
     ratio = median("ratio")
+    signing = signing_beside_a_busy_thread()
+    log(
+        f"signing beside a busy thread: {signing['signer_per_s']:,.0f}/s"
+        f" (hmac.digest: {signing['hmac_digest_per_s']:,.0f}/s)"
+    )
     return {
         "outbound": {
             "engine_per_s": median("engine_per_s"),
@@ -329,8 +341,42 @@ async def _measure(
             "retried": sum(t["retried"] for t in rounds),
             "rounds": rounds,
         },
+        "signing_beside_a_busy_thread": signing,
         "inbound": inbound,
     }
+
+
+def signing_beside_a_busy_thread(seconds: float = 0.3) -> dict[str, float]:
+    """Calls/s of the delivery's signing, and of the same HMAC through ``hmac.digest``, while
+    a second thread keeps the interpreter busy."""
+    secret = new_symmetric_secret()
+    signer = Signer([secret])
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    body = orjson.dumps(make_event(0, "signing"))
+    content = b"msg_0." + body
+    busy = True
+
+    def spin() -> None:
+        while busy:
+            pass
+
+    def rate(call: Callable[[], object]) -> float:
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            call()
+            calls += 1
+        return round(calls / (time.perf_counter() - start), 1)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        return {
+            "signer_per_s": rate(lambda: signer.headers("msg_0", body)),
+            "hmac_digest_per_s": rate(lambda: hmac.digest(key, content, "sha256")),
+        }
+    finally:
+        busy = False
+        thread.join()
 
 
 async def _inbound(
@@ -409,6 +455,11 @@ def main() -> None:
         f"{'  the same engine, plain HTTP sink':<44}{out['plain_sink_per_s']:>10,.0f}/s"
         f"{out['raw_per_s'][out['raw_client']]:>12,.0f}/s{out['plain_sink_ratio']:>7.2f}x"
         f"  (hub CPU {out['plain_sink_hub_cpu_us_per_event']:.0f} us/event)"
+    )
+    signing = result["signing_beside_a_busy_thread"]
+    print(
+        f"{'signing beside a busy thread (Signer)':<44}{signing['signer_per_s']:>10,.0f}/s"
+        f"{signing['hmac_digest_per_s']:>12,.0f}/s  (hmac.digest, which drops the GIL)"
     )
     inbound = result["inbound"]
     print(

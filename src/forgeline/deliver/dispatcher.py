@@ -422,7 +422,7 @@ class Dispatcher:
                 raise PermanentDeliveryError("the event is no longer in the log (retention)")
             event, recorded_at = found.event, found.recorded_at
             original = event
-            if self._transform is not None:
+            if self._transform is not None and self._transform.applies(sub.spec):
                 event = await self._transform.apply(sub.spec, event)
             sink = sub.spec.sink
             tenant = sub.spec.tenant is not None

@@ -147,7 +147,7 @@ async def drain(response: aiohttp.ClientResponse) -> None:
     """Read a small body to its end so the connection goes back to the pool; past the limit
     stop reading (chunked or not) and let aiohttp close the connection instead."""
     drained = 0
-    while drained <= _DRAIN_LIMIT:
+    while drained <= _DRAIN_LIMIT and not response.content.at_eof():
         chunk = await response.content.read(16 * 1024)
         if not chunk:
             return

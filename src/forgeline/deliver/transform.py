@@ -58,6 +58,10 @@ class Transform:
         origin = event.extensions.get("origin")
         return str(origin) if origin is not None else self.origins.system_of(event.source)
 
+    def applies(self, spec: SubscriptionSpec) -> bool:
+        """Whether ``apply`` can change or refuse an event of ``spec``'s (else: skip it)."""
+        return spec.map is not None or bool(len(self.ownership))
+
     async def apply(self, spec: SubscriptionSpec, event: Event) -> Event:
         """The event as ``spec``'s sink is to see it; raises a ``DeliveryError`` instead."""
         if len(self.ownership):

@@ -201,7 +201,8 @@ class WebhookSender:
         sink = sub.spec.sink
         if not isinstance(sink, WebhookSink):
             raise PermanentDeliveryError("not a webhook subscription")
-        loaded = await self._load(sink.webhook.endpoint)
+        endpoint_id = sink.webhook.endpoint
+        loaded = self._cached(endpoint_id) or await self._load(endpoint_id)
         endpoint = loaded.endpoint
         if endpoint.subscription.id != sub.id:
             # Only the endpoint's own subscription signs with its secrets: another (another
@@ -335,10 +336,16 @@ class WebhookSender:
 
     # -- the endpoint, from memory ---------------------------------------------------------
 
+    def _cached(self, endpoint_id: str) -> _Loaded | None:
+        found = self._cache.get(endpoint_id)
+        if found is not None and self.clock() - found.loaded_at < self._cache_ttl:
+            return found
+        return None
+
     async def _load(self, endpoint_id: str) -> _Loaded:
         now = self.clock()
-        found = self._cache.get(endpoint_id)
-        if found is not None and now - found.loaded_at < self._cache_ttl:
+        found = self._cached(endpoint_id)
+        if found is not None:
             return found
         pending = self._loading.get(endpoint_id)
         if pending is not None:  # one read for the attempts that all found it stale

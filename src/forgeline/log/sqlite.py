@@ -196,8 +196,13 @@ def _insert(
         existing[(id_, source)] = position
         new_rows.append((position, id_, source, now, body))
         answers.append(Appended(position, False))
-    conn.executemany(
-        "INSERT INTO events (position, id, source, recorded_at, body) VALUES (?, ?, ?, ?, ?)",
-        new_rows,
-    )
+    # Rows of a chunk in one statement, not executemany: each statement step hands the GIL
+    # back and must win it again from the busy event loop, once per row with executemany.
+    for start in range(0, len(new_rows), _CHUNK):
+        chunk = new_rows[start : start + _CHUNK]
+        conn.execute(
+            "INSERT INTO events (position, id, source, recorded_at, body) VALUES "
+            + ",".join("(?,?,?,?,?)" for _ in chunk),
+            [value for row in chunk for value in row],
+        )
     return answers, now
