@@ -199,10 +199,10 @@ def _insert(
     # Rows of a chunk in one statement, not executemany: each statement step hands the GIL
     # back and must win it again from the busy event loop, once per row with executemany.
     for start in range(0, len(new_rows), _CHUNK):
-        chunk = new_rows[start : start + _CHUNK]
+        values = new_rows[start : start + _CHUNK]
         conn.execute(
             "INSERT INTO events (position, id, source, recorded_at, body) VALUES "
-            + ",".join("(?,?,?,?,?)" for _ in chunk),
-            [value for row in chunk for value in row],
+            + ",".join("(?,?,?,?,?)" for _ in values),
+            [value for row in values for value in row],
         )
     return answers, now
