@@ -67,10 +67,6 @@ class Event:
     dataschema: str | None = None
     data_base64: str | None = None
     extensions: Mapping[str, str | int | bool] = field(default_factory=dict)
-    # ``to_json`` once made (or the bytes the event was read from): an event is serialized to
-    # be logged and again for every delivery, and it never changes. Not an init field, so
-    # ``dataclasses.replace`` (a mapped copy) starts without it.
-    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def new(
@@ -195,11 +191,10 @@ class Event:
         )
 
     @classmethod
-    def from_stored(cls, body: dict[str, Any], raw: bytes | None = None) -> Event:
-        """Rebuild an event this process validated before (read back from a log): no checks.
-        ``raw``: the bytes ``body`` was parsed from, when they are what ``to_json`` made."""
+    def from_stored(cls, body: dict[str, Any]) -> Event:
+        """Rebuild an event this process validated before (read back from a log): no checks."""
         extensions = {k: v for k, v in body.items() if k not in _CORE and k not in _DATA}
-        event = cls(
+        return cls(
             id=body["id"],
             source=body["source"],
             type=body["type"],
@@ -211,9 +206,6 @@ class Event:
             data_base64=body.get("data_base64"),
             extensions=extensions,
         )
-        if raw is not None:
-            object.__setattr__(event, "_json", raw)
-        return event
 
     def to_dict(self) -> dict[str, Any]:
         """The structured-mode JSON object, absent attributes left out."""
@@ -239,11 +231,7 @@ class Event:
         return body
 
     def to_json(self) -> bytes:
-        made = self._json
-        if made is None:
-            made = orjson.dumps(self.to_dict())
-            object.__setattr__(self, "_json", made)  # frozen to callers; a cache to us
-        return made
+        return orjson.dumps(self.to_dict())
 
 
 def now_rfc3339() -> str:

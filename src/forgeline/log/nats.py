@@ -405,8 +405,7 @@ class NatsLog(EventLog):
                 msg = await self._js.get_msg(self.stream_name, seq=seq, direct=True)
             except nats.js.errors.NotFoundError:  # trimmed, or deleted one by one
                 return None
-            event = Event.from_stored(orjson.loads(msg.data), msg.data)
-            return Record(seq, msg.time.timestamp(), event)
+            return Record(seq, msg.time.timestamp(), Event.from_stored(orjson.loads(msg.data)))
 
         found = await asyncio.gather(*(one(seq) for seq in seqs))
         return [record for record in found if record is not None]

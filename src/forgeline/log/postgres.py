@@ -75,7 +75,7 @@ _COLUMNS = "position, extract(epoch FROM recorded_at)::float8, body"
 
 
 def _record(row: Sequence[Any]) -> Record:
-    return Record(row[0], row[1], Event.from_stored(orjson.loads(row[2]), bytes(row[2])))
+    return Record(row[0], row[1], Event.from_stored(orjson.loads(row[2])))
 
 
 async def _reset(conn: Any) -> None:

@@ -52,7 +52,7 @@ _CHUNK = 400
 
 
 def _record(row: tuple[int, float, bytes]) -> Record:
-    return Record(row[0], row[1], Event.from_stored(orjson.loads(row[2]), row[2]))
+    return Record(row[0], row[1], Event.from_stored(orjson.loads(row[2])))
 
 
 class SqliteLog(EventLog):
