@@ -300,6 +300,8 @@ async def test_claims_past_the_dispatchers_cache_are_read_from_the_log_in_runs(
             return await log.get_many(positions)
 
     monkeypatch.setattr(hub.dispatcher, "_log", Counted())
+    # Four ahead at most: many rounds, each of which could make a trip of its own.
+    monkeypatch.setattr(dispatcher, "_AHEAD", 4)
     await subscribe(client, "burst", {"url": receiver.url("/burst")}, pol=policy(concurrency=1))
     await publish(client, *(ev(n=i) for i in range(120)))
     await receiver.wait_for(120, path="/burst", timeout=15)

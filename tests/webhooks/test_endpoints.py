@@ -293,9 +293,14 @@ async def test_a_v1_endpoint_has_no_public_key(plant: Plant) -> None:
     assert "v1a" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["read-again", "held-in-memory"])
 async def test_rotation_signs_with_both_secrets_during_the_overlap_then_only_the_new(
-    plant: Plant,
+    plant: Plant, monkeypatch: pytest.MonkeyPatch, held: bool
 ) -> None:
+    """Whether the endpoint is read again after the overlap (its cache lasts seconds) or is
+    still held in memory (the sender must then notice the old secret's expiry itself)."""
+    if held:
+        monkeypatch.setattr(plant.webhooks.sender, "_cache_ttl", 3600.0)
     clock = WebhookHub.clock
     async with plant.client() as client:
         made = await create(client, plant.receiver.url("/rotating"))

@@ -146,8 +146,9 @@ class _Symmetric:
     def mac(self, content: bytes) -> bytes:
         """HMAC-SHA256 of ``content``, from the key's prepared state. Not ``hmac.digest``:
         CPython's one-shot lets go of the GIL on every call, however short the message, and
-        the caller then waits for whichever thread took it (beside one busy thread: 1,500
-        calls/s, against 340,000 this way; in the hub, a tenth of the webhook deliveries/s).
+        the caller then waits for whichever thread took it (beside one busy thread, a hundred
+        times fewer calls/s than this way - ``bench.webhooks`` measures both; in the hub, a
+        tenth of the webhook deliveries/s).
         An HMAC object's update lets go only from 2 KiB on, as hashlib's do."""
         keyed = self._keyed.copy()
         keyed.update(content)
