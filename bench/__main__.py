@@ -2,9 +2,10 @@
 the raw limit measured in the same run on the same machine.
 
 1. Batch append: ``SqliteLog.append`` in batches of 100 and 1,000 events (~350-byte JSON
-   bodies) vs plain ``sqlite3`` ``executemany`` of the same rows into the same table, with the
-   same PRAGMAs (WAL, synchronous=FULL) and one transaction per batch. Events/s each; ratio =
-   log / raw (target >= 0.5x).
+   bodies) vs plain ``sqlite3`` writing the same rows into the same table (the faster of
+   ``executemany`` and multi-row ``INSERT … VALUES`` of 400 rows, as the log now writes), with
+   the same PRAGMAs (WAL, synchronous=FULL) and one transaction per batch. Events/s each;
+   ratio = log / raw (target >= 0.5x).
 2. End-to-end relay, three processes on 127.0.0.1: this load generator (aiohttp), the hub
    (``bench.hub_server``: uvicorn + uvloop + httptools) and a receiver (``bench.receiver``:
    aiohttp answering 204), with one subscription (32 concurrent deliveries) to the receiver.
