@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -33,7 +33,8 @@ from forgeline.api.webhooks import install_webhooks
 from forgeline.cli_webhooks import app as webhooks_cli
 from forgeline.cli_webhooks import since_time
 from forgeline.deliver.retry import Pacer, next_attempt_at
-from forgeline.exceptions import Conflict
+from forgeline.deliver.webhooks import _Loaded
+from forgeline.exceptions import Conflict, PermanentDeliveryError
 from forgeline.route.subscription import SubscriptionSpec
 from forgeline.security.access import Caller
 from forgeline.security.secretbox import load_secretbox
@@ -291,6 +292,32 @@ async def test_a_v1_endpoint_has_no_public_key(plant: Plant) -> None:
         answer = await client.get(f"/v1/webhooks/endpoints/{made['id']}/public-key")
     assert answer.status_code == 409
     assert "v1a" in answer.json()["detail"]
+
+
+def test_an_endpoint_held_in_memory_signs_with_the_secrets_in_force_and_none_when_all_expired() -> (
+    None
+):
+    """The sender reads an endpoint's secrets once and keeps a signer for them: it must drop
+    a secret at its expiry by itself, and refuse to sign (dead, not retried) when none is
+    left."""
+    old, new = signing.new_symmetric_secret(), signing.new_symmetric_secret()
+    body = b'{"id":"MO-1"}'
+
+    def headers(keys: list[tuple[str, float | None]], at: float) -> dict[str, str]:
+        held = _Loaded(cast(Any, None), keys, loaded_at=0.0, failing_since=None)
+        held.signer(0.0)  # made before the clock moved, as an endpoint kept from earlier
+        return held.signer(at).headers("msg_1", body, now=at)
+
+    both = headers([(old, 100.0), (new, None)], at=99.0)
+    assert len(both["webhook-signature"].split()) == 2
+    assert signing.verify(both, body, [old], now=99.0) == "msg_1"
+    after = headers([(old, 100.0), (new, None)], at=100.0)
+    assert len(after["webhook-signature"].split()) == 1
+    assert signing.verify(after, body, [new], now=100.0) == "msg_1"
+    with pytest.raises(signing.WebhookVerificationError):
+        signing.verify(after, body, [old], now=100.0)
+    with pytest.raises(PermanentDeliveryError, match="no signing secret"):
+        headers([(old, 100.0)], at=100.0)
 
 
 @pytest.mark.parametrize("held", [False, True], ids=["read-again", "held-in-memory"])

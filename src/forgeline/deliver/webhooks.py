@@ -36,7 +36,6 @@ URL is a tenant's choice, and must never reach what the hub's other sinks may.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import time
@@ -60,7 +59,7 @@ from ..route.subscription import WebhookSink
 from ..store import Subscription
 from ..webhooks.egress import EgressPolicy, EgressRefused
 from ..webhooks.endpoint_store import Endpoint, EndpointStore
-from ..webhooks.signing import Signer
+from ..webhooks.signing import Signer, message_id
 from .sinks import Sent, client_timeout, drain, read_failure
 
 __all__ = [
@@ -404,7 +403,4 @@ def _since(started: float) -> float:
 def webhook_id(event: Event) -> str:
     """The ``webhook-id`` receivers deduplicate on: the same on every retry, and unique as the
     log's dedup key is - (source, id), not the id alone, which two sources may share."""
-    # message_id(f"{event.source}\x1f{event.id}"), whose separator is never safe as is: the
-    # digest, without the check that would say so.
-    digest = hashlib.sha256(f"{event.source}\x1f{event.id}".encode()).hexdigest()
-    return "msg_" + digest[:32]
+    return message_id(f"{event.source}\x1f{event.id}")
